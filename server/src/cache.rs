@@ -1,0 +1,324 @@
+//! Valkey as a read-through cache: the key scheme, the TTL, list invalidation, and
+//! failing open. Valkey is a cache, not the truth: every error here is counted and
+//! logged, and the caller falls through to PostgreSQL.
+//!
+//! Keys (all under CACHE_KEY_PREFIX):
+//! - `user:{id}`, `url:{id}`: the entity's JSON, as served;
+//! - `code:{code}`: the redirect lookup (`Link::encode`, or `-` for an unknown code);
+//! - `lists:{users|urls|events}`: a hash of cached list pages, one field per distinct
+//!   query. A write drops the whole hash with one `UNLINK`: O(1) for the server (the
+//!   memory is reclaimed in the background), never `KEYS` or `SCAN`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+
+use crate::config::Config;
+use crate::domain::Link;
+use crate::metrics as m;
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup<T> {
+    Hit(T),
+    Miss,
+    /// Valkey was down, slow or answered nonsense: treat as a miss, but don't fill.
+    Error,
+}
+
+/// The list families; a write drops the whole family it touches.
+#[derive(Debug, Clone, Copy)]
+pub enum List {
+    Users,
+    Urls,
+    Events,
+}
+
+impl List {
+    fn name(self) -> &'static str {
+        match self {
+            List::Users => "users",
+            List::Urls => "urls",
+            List::Events => "events",
+        }
+    }
+}
+
+/// The cache handle; cheap to clone. A disabled cache misses every lookup.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    /// `None` until the first connection succeeds; the manager reconnects by itself after that.
+    conn: RwLock<Option<ConnectionManager>>,
+    prefix: String,
+    ttl_secs: u64,
+    timeout: Duration,
+}
+
+impl Cache {
+    /// Starts connecting in the background; the service serves from PostgreSQL until it does.
+    pub fn start(cfg: &Config) -> anyhow::Result<Self> {
+        if !cfg.cache_enabled {
+            return Ok(Cache { inner: None });
+        }
+        let client = redis::Client::open(cfg.cache_url())
+            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Valkey URL: {e}"))?;
+        let inner = Arc::new(Inner {
+            conn: RwLock::new(None),
+            prefix: cfg.cache_key_prefix.clone(),
+            ttl_secs: cfg.cache_ttl_seconds,
+            timeout: Duration::from_millis(cfg.cache_timeout_ms),
+        });
+        let weak = Arc::downgrade(&inner);
+        let timeout = inner.timeout;
+        tokio::spawn(async move {
+            let manager_cfg = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_secs(1));
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                match ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await
+                {
+                    Ok(conn) => {
+                        if let Ok(mut slot) = inner.conn.write() {
+                            *slot = Some(conn);
+                        }
+                        tracing::info!("connected to Valkey");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Valkey unreachable; serving from PostgreSQL, retrying")
+                    }
+                }
+                drop(inner);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        Ok(Cache { inner: Some(inner) })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    fn conn(&self) -> Option<(ConnectionManager, &Inner)> {
+        let inner = self.inner.as_deref()?;
+        // A poisoned lock only means a writer panicked mid-assignment of an Option; the
+        // value is still a valid Option, so read through it.
+        let guard = inner.conn.read().unwrap_or_else(|p| p.into_inner());
+        guard.clone().map(|c| (c, inner))
+    }
+
+    /// Runs one Valkey call under the command timeout; errors count and log, never propagate.
+    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager, u64) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let Some((conn, inner)) = self.conn() else {
+            m::cache("error");
+            return None;
+        };
+        match tokio::time::timeout(inner.timeout, f(conn, inner.ttl_secs)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                m::cache("error");
+                tracing::warn!(op, error = %e, "Valkey command failed");
+                None
+            }
+            Err(_) => {
+                m::cache("error");
+                tracing::warn!(op, "Valkey command timed out");
+                None
+            }
+        }
+    }
+
+    fn key(&self, kind: &str, id: impl std::fmt::Display) -> String {
+        let prefix = self.inner.as_deref().map_or("", |i| i.prefix.as_str());
+        format!("{prefix}{kind}:{id}")
+    }
+
+    /// Looks up a cached JSON body.
+    pub async fn get_json(&self, kind: &'static str, id: i64) -> Lookup<Bytes> {
+        if !self.is_enabled() {
+            return Lookup::Miss;
+        }
+        let key = self.key(kind, id);
+        let got: Option<Option<Vec<u8>>> = self
+            .run("get", |mut c, _| async move { c.get(key).await })
+            .await;
+        counted(got.map(|v| v.map(Bytes::from)))
+    }
+
+    /// Stores a JSON body for the TTL, without making the caller wait for it.
+    pub fn put_json(&self, kind: &'static str, id: i64, body: Bytes) {
+        if !self.is_enabled() {
+            return;
+        }
+        let key = self.key(kind, id);
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.run("set", |mut c, ttl| async move {
+                c.set_ex::<_, _, ()>(key, body.as_ref(), ttl).await
+            })
+            .await;
+        });
+    }
+
+    /// The redirect lookup. `Hit(None)` is a cached "no such code".
+    pub async fn get_link(&self, code: &str) -> Lookup<Option<Link>> {
+        if !self.is_enabled() {
+            return Lookup::Miss;
+        }
+        let key = self.key("code", code);
+        let got: Option<Option<String>> = self
+            .run("get", |mut c, _| async move { c.get(key).await })
+            .await;
+        match got {
+            Some(Some(s)) if s == "-" => {
+                m::cache("hit");
+                Lookup::Hit(None)
+            }
+            Some(Some(s)) => match Link::decode(&s) {
+                Some(link) => {
+                    m::cache("hit");
+                    Lookup::Hit(Some(link))
+                }
+                None => {
+                    m::cache("error");
+                    Lookup::Error
+                }
+            },
+            Some(None) => {
+                m::cache("miss");
+                Lookup::Miss
+            }
+            None => Lookup::Error,
+        }
+    }
+
+    /// Caches a redirect lookup's answer (found or not).
+    pub fn put_link(&self, code: &str, link: Option<&Link>) {
+        if !self.is_enabled() {
+            return;
+        }
+        let key = self.key("code", code);
+        let value = link.map_or_else(|| "-".to_owned(), Link::encode);
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.run("set", |mut c, ttl| async move {
+                c.set_ex::<_, _, ()>(key, value, ttl).await
+            })
+            .await;
+        });
+    }
+
+    /// Looks up one cached list page.
+    pub async fn get_list(&self, list: List, field: &str) -> Lookup<Bytes> {
+        if !self.is_enabled() {
+            return Lookup::Miss;
+        }
+        let key = self.key("lists", list.name());
+        let field = field.to_owned();
+        let got: Option<Option<Vec<u8>>> = self
+            .run("hget", |mut c, _| async move { c.hget(key, field).await })
+            .await;
+        counted(got.map(|v| v.map(Bytes::from)))
+    }
+
+    /// Caches a list page. The hash's TTL is set when it is created and not extended,
+    /// so no page outlives the TTL.
+    pub fn put_list(&self, list: List, field: String, body: Bytes) {
+        if !self.is_enabled() {
+            return;
+        }
+        let key = self.key("lists", list.name());
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.run("hset", |mut c, ttl| async move {
+                redis::pipe()
+                    .atomic()
+                    .hset(&key, field, body.as_ref())
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&key)
+                    .arg(ttl)
+                    .arg("NX")
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        });
+    }
+
+    /// Drops entries before the write's response goes out: the given entity keys,
+    /// short codes, and whole list families, in one round trip.
+    pub async fn invalidate(
+        &self,
+        entities: &[(&'static str, i64)],
+        codes: &[&str],
+        lists: &[List],
+    ) {
+        if !self.is_enabled() {
+            return;
+        }
+        let mut keys: Vec<String> = Vec::with_capacity(entities.len() + codes.len() + lists.len());
+        keys.extend(entities.iter().map(|(kind, id)| self.key(kind, id)));
+        keys.extend(codes.iter().map(|code| self.key("code", code)));
+        keys.extend(lists.iter().map(|l| self.key("lists", l.name())));
+        if keys.is_empty() {
+            return;
+        }
+        // Large invalidations (bulk imports) go in chunks, so no single command is huge.
+        for chunk in keys.chunks(1000) {
+            let chunk = chunk.to_vec();
+            let done = self
+                .run("unlink", |mut c, _| async move {
+                    c.unlink::<_, ()>(chunk).await
+                })
+                .await;
+            if done.is_none() {
+                tracing::warn!("cache invalidation failed; stale entries expire within the TTL");
+            }
+        }
+    }
+
+    /// A round trip, for `/ready`.
+    pub async fn ping(&self) -> bool {
+        let Some((mut conn, inner)) = self.conn() else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(
+                inner.timeout.max(Duration::from_millis(500)),
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+fn counted(got: Option<Option<Bytes>>) -> Lookup<Bytes> {
+    match got {
+        Some(Some(v)) => {
+            m::cache("hit");
+            Lookup::Hit(v)
+        }
+        Some(None) => {
+            m::cache("miss");
+            Lookup::Miss
+        }
+        None => Lookup::Error,
+    }
+}

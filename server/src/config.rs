@@ -1,0 +1,426 @@
+//! Configuration: every environment variable the service reads, its default and its
+//! parse. `--help` lists them all. A bad value stops start-up naming the variable
+//! (clap prints the value name, which is the variable's name).
+//!
+//! Not here: reading files, or anything that touches the network.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The service's command line and environment.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "url-shortener",
+    version,
+    about = "URL-shortener API on hyper, PostgreSQL and Valkey"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply the SQL migrations under a PostgreSQL advisory lock, then exit.
+    Migrate,
+    /// Load demo or load-test data: generated rows, or the old service's CSV files.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SeedArgs {
+    /// Load users.csv, urls.csv and events.csv from this folder (upsert by id).
+    #[arg(long, value_name = "DIR")]
+    pub from_csv: Option<std::path::PathBuf>,
+    /// Generated users.
+    #[arg(long, default_value_t = 0)]
+    pub users: u64,
+    /// Generated URLs, spread over the generated users.
+    #[arg(long, default_value_t = 0)]
+    pub urls: u64,
+    /// Generated events, spread over the generated URLs.
+    #[arg(long, default_value_t = 0)]
+    pub events: u64,
+}
+
+/// Everything `serve` needs; built from the environment by clap, or by hand in tests.
+#[derive(Clone, Args)]
+pub struct Config {
+    /// PostgreSQL connection URL; when unset, built from the DATABASE_HOST/PORT/NAME/USER/PASSWORD parts.
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    #[arg(
+        long,
+        env = "DATABASE_HOST",
+        value_name = "DATABASE_HOST",
+        default_value = "127.0.0.1",
+        global = true
+    )]
+    pub database_host: String,
+    #[arg(
+        long,
+        env = "DATABASE_PORT",
+        value_name = "DATABASE_PORT",
+        default_value_t = 5432,
+        global = true
+    )]
+    pub database_port: u16,
+    #[arg(
+        long,
+        env = "DATABASE_NAME",
+        value_name = "DATABASE_NAME",
+        default_value = "shortener",
+        global = true
+    )]
+    pub database_name: String,
+    #[arg(
+        long,
+        env = "DATABASE_USER",
+        value_name = "DATABASE_USER",
+        default_value = "postgres",
+        global = true
+    )]
+    pub database_user: String,
+    #[arg(
+        long,
+        env = "DATABASE_PASSWORD",
+        value_name = "DATABASE_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_password: Option<String>,
+    /// Pooled PostgreSQL connections per replica: 3 replicas x 60 + 20 reserved = max_connections 200.
+    #[arg(long, env = "DATABASE_POOL_MAX", value_name = "DATABASE_POOL_MAX", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub database_pool_max: u32,
+    /// How long a request waits for a pooled connection before it gets a 503.
+    #[arg(long, env = "DATABASE_POOL_TIMEOUT_MS", value_name = "DATABASE_POOL_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub database_pool_timeout_ms: u64,
+    /// Connect timeout for a new PostgreSQL connection.
+    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT_MS", value_name = "DATABASE_CONNECT_TIMEOUT_MS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub database_connect_timeout_ms: u64,
+
+    /// Valkey (or Redis) URL for the cache.
+    #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Alias of REDIS_URL; REDIS_URL wins when both are set.
+    #[arg(long, env = "VALKEY_URL", value_name = "VALKEY_URL", global = true)]
+    pub valkey_url: Option<String>,
+    /// Comma-separated host:port list of Valkey Sentinels; when set, the master is discovered through them.
+    #[arg(
+        long,
+        env = "VALKEY_SENTINELS",
+        value_name = "VALKEY_SENTINELS",
+        global = true
+    )]
+    pub valkey_sentinels: Option<String>,
+    /// The Sentinel master set name.
+    #[arg(
+        long,
+        env = "VALKEY_SENTINEL_MASTER",
+        value_name = "VALKEY_SENTINEL_MASTER",
+        default_value = "mymaster",
+        global = true
+    )]
+    pub valkey_sentinel_master: String,
+    /// Turn the Valkey cache off entirely (every read goes to PostgreSQL).
+    #[arg(long, env = "CACHE_ENABLED", value_name = "CACHE_ENABLED", default_value_t = true,
+          action = clap::ArgAction::Set, global = true)]
+    pub cache_enabled: bool,
+    /// Time to live of every cache entry.
+    #[arg(long, env = "CACHE_TTL_SECONDS", value_name = "CACHE_TTL_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub cache_ttl_seconds: u64,
+    /// Per-command Valkey timeout; past it the request is served from PostgreSQL.
+    #[arg(long, env = "CACHE_TIMEOUT_MS", value_name = "CACHE_TIMEOUT_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=60_000), global = true)]
+    pub cache_timeout_ms: u64,
+    /// Prefix of every Valkey key, so several deployments (or test runs) can share one Valkey.
+    #[arg(
+        long,
+        env = "CACHE_KEY_PREFIX",
+        value_name = "CACHE_KEY_PREFIX",
+        default_value = "us:",
+        global = true
+    )]
+    pub cache_key_prefix: String,
+
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "HOST",
+        value_name = "HOST",
+        default_value = "0.0.0.0",
+        global = true
+    )]
+    pub host: std::net::IpAddr,
+    /// Port of the API.
+    #[arg(
+        long,
+        env = "PORT",
+        value_name = "PORT",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub port: u16,
+    /// When set, /metrics is served on this port only (and not on PORT).
+    #[arg(long, env = "METRICS_PORT", value_name = "METRICS_PORT", global = true)]
+    pub metrics_port: Option<u16>,
+    /// Log level filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(
+        long,
+        env = "LOG_LEVEL",
+        value_name = "LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    pub log_level: String,
+    /// One JSON access-log line per request.
+    #[arg(long, env = "ACCESS_LOG", value_name = "ACCESS_LOG", default_value_t = true,
+          action = clap::ArgAction::Set, global = true)]
+    pub access_log: bool,
+    /// Largest JSON request body; larger ones get 413.
+    #[arg(
+        long,
+        env = "BODY_LIMIT_BYTES",
+        value_name = "BODY_LIMIT_BYTES",
+        default_value_t = 1_048_576,
+        global = true
+    )]
+    pub body_limit_bytes: usize,
+    /// Largest multipart body for POST /users/bulk.
+    #[arg(long, env = "BULK_LIMIT_BYTES", value_name = "BULK_LIMIT_BYTES", default_value_t = 64 * 1_048_576, global = true)]
+    pub bulk_limit_bytes: usize,
+    /// Most users GET /users returns without pagination.
+    #[arg(long, env = "USERS_LIST_MAX", value_name = "USERS_LIST_MAX", default_value_t = 10_000,
+          value_parser = clap::value_parser!(i64).range(1..), global = true)]
+    pub users_list_max: i64,
+    /// Most concurrent client connections; past it, accepting waits.
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+    /// Time a client has to send its request headers.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", value_name = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub header_read_timeout_seconds: u64,
+    /// Drain deadline for in-flight requests on shutdown.
+    #[arg(
+        long,
+        env = "SHUTDOWN_TIMEOUT_SECONDS",
+        value_name = "SHUTDOWN_TIMEOUT_SECONDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub shutdown_timeout_seconds: u64,
+    /// How long PostgreSQL must be unreachable before /ready turns 503.
+    #[arg(
+        long,
+        env = "READY_DB_GRACE_SECONDS",
+        value_name = "READY_DB_GRACE_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub ready_db_grace_seconds: u64,
+    /// Interval of the background dependency check behind /ready.
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL_MS", value_name = "HEALTH_CHECK_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..), global = true)]
+    pub health_check_interval_ms: u64,
+    /// Capacity of the in-memory redirect-event queue; when full, events are dropped and counted.
+    #[arg(long, env = "EVENT_QUEUE_CAPACITY", value_name = "EVENT_QUEUE_CAPACITY", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub event_queue_capacity: u64,
+    /// Most redirect events written in one INSERT.
+    #[arg(long, env = "EVENT_BATCH_MAX", value_name = "EVENT_BATCH_MAX", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub event_batch_max: u64,
+    /// Longest a redirect event waits in memory before its batch is written.
+    #[arg(long, env = "EVENT_FLUSH_INTERVAL_MS", value_name = "EVENT_FLUSH_INTERVAL_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub event_flush_interval_ms: u64,
+    /// Tokio worker threads (0: one per core).
+    #[arg(
+        long,
+        env = "WORKER_THREADS",
+        value_name = "WORKER_THREADS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub worker_threads: usize,
+}
+
+impl Config {
+    /// A configuration with every default, pointed at the given servers (tests, benches).
+    pub fn with_urls(database_url: &str, redis_url: &str) -> Self {
+        let cli = Cli::parse_from([
+            "url-shortener",
+            "--database-url",
+            database_url,
+            "--redis-url",
+            redis_url,
+        ]);
+        cli.config
+    }
+
+    /// The PostgreSQL connection settings, from DATABASE_URL or its parts.
+    ///
+    /// # Errors
+    /// When DATABASE_URL does not parse.
+    pub fn pg_config(&self) -> anyhow::Result<tokio_postgres::Config> {
+        let mut cfg = match &self.database_url {
+            Some(url) => url
+                .parse::<tokio_postgres::Config>()
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?,
+            None => {
+                let mut c = tokio_postgres::Config::new();
+                c.host(&self.database_host)
+                    .port(self.database_port)
+                    .dbname(&self.database_name)
+                    .user(&self.database_user);
+                if let Some(pw) = &self.database_password {
+                    c.password(pw);
+                }
+                c
+            }
+        };
+        cfg.connect_timeout(Duration::from_millis(self.database_connect_timeout_ms));
+        cfg.application_name("url-shortener");
+        Ok(cfg)
+    }
+
+    /// The cache URL: REDIS_URL, else VALKEY_URL, else the local default.
+    pub fn cache_url(&self) -> &str {
+        self.redis_url
+            .as_deref()
+            .or(self.valkey_url.as_deref())
+            .unwrap_or("redis://127.0.0.1:6379/")
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_seconds)
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    // postgres://user:secret@host/db -> postgres://user:[redacted]@host/db
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:[redacted]{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Config {
+    // Secrets print as [redacted]: the effective config is logged at start.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("database_host", &self.database_host)
+            .field("database_port", &self.database_port)
+            .field("database_name", &self.database_name)
+            .field("database_user", &self.database_user)
+            .field(
+                "database_password",
+                &self.database_password.as_ref().map(|_| "[redacted]"),
+            )
+            .field("database_pool_max", &self.database_pool_max)
+            .field("database_pool_timeout_ms", &self.database_pool_timeout_ms)
+            .field("cache_url", &redact_url(self.cache_url()))
+            .field("valkey_sentinels", &self.valkey_sentinels)
+            .field("cache_enabled", &self.cache_enabled)
+            .field("cache_ttl_seconds", &self.cache_ttl_seconds)
+            .field("cache_timeout_ms", &self.cache_timeout_ms)
+            .field("cache_key_prefix", &self.cache_key_prefix)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("metrics_port", &self.metrics_port)
+            .field("log_level", &self.log_level)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("users_list_max", &self.users_list_max)
+            .field("shutdown_timeout_seconds", &self.shutdown_timeout_seconds)
+            .field("ready_db_grace_seconds", &self.ready_db_grace_seconds)
+            .field("event_queue_capacity", &self.event_queue_capacity)
+            .field("event_batch_max", &self.event_batch_max)
+            .field("event_flush_interval_ms", &self.event_flush_interval_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let cli = Cli::try_parse_from(["url-shortener"]).expect("defaults parse");
+        assert_eq!(cli.config.port, 5000);
+        assert_eq!(cli.config.database_pool_max, 60);
+        assert_eq!(cli.config.database_pool_timeout_ms, 2000);
+        assert_eq!(cli.config.cache_ttl_seconds, 30);
+        assert_eq!(cli.config.body_limit_bytes, 1_048_576);
+        assert_eq!(cli.config.users_list_max, 10_000);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = Cli::try_parse_from(["url-shortener", "--database-pool-max", "abc"])
+            .expect_err("rejected");
+        assert!(err.to_string().contains("DATABASE_POOL_MAX"), "{err}");
+    }
+
+    #[test]
+    fn database_url_is_built_from_parts_when_absent() {
+        let cli = Cli::try_parse_from([
+            "url-shortener",
+            "--database-host",
+            "db",
+            "--database-port",
+            "6543",
+        ])
+        .expect("parse");
+        let pg = cli.config.pg_config().expect("valid");
+        assert_eq!(pg.get_ports(), &[6543]);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let cfg = Config::with_urls("postgres://app:hunter2@db/app", "redis://127.0.0.1/");
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn redis_url_wins_over_valkey_url() {
+        let cli = Cli::try_parse_from([
+            "url-shortener",
+            "--valkey-url",
+            "redis://v/",
+            "--redis-url",
+            "redis://r/",
+        ])
+        .expect("parse");
+        assert_eq!(cli.config.cache_url(), "redis://r/");
+    }
+}

@@ -1,0 +1,101 @@
+//! PostgreSQL: the pool, and every query the service runs (one file per table).
+//! Rows are read only here; SQL text lives in `statements`.
+
+pub mod events;
+pub mod migrate;
+pub mod seed;
+pub mod statements;
+pub mod urls;
+pub mod users;
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics as m;
+
+/// The connection pool; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+impl Db {
+    /// Builds the pool. No connection is made yet; `ping` makes the first.
+    ///
+    /// # Errors
+    /// When the database settings do not parse.
+    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let pg = cfg.pg_config()?;
+        let mgr = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(cfg.database_pool_max as usize)
+            .wait_timeout(Some(Duration::from_millis(cfg.database_pool_timeout_ms)))
+            .create_timeout(Some(Duration::from_millis(cfg.database_connect_timeout_ms)))
+            .recycle_timeout(Some(Duration::from_secs(2)))
+            .runtime(Runtime::Tokio1)
+            // Prepare every statement once per connection, so requests only ever
+            // execute and a schema mismatch shows at connect time.
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    for sql in statements::all() {
+                        client
+                            .prepare_cached(sql)
+                            .await
+                            .map_err(|e| HookError::message(format!("preparing {sql:?}: {e}")))?;
+                    }
+                    Ok(())
+                })
+            }))
+            .build()?;
+        Ok(Db { pool })
+    }
+
+    /// A pooled connection, waiting at most DATABASE_POOL_TIMEOUT_MS (then 503).
+    pub async fn get(&self) -> Result<Object> {
+        let start = Instant::now();
+        let res = self.pool.get().await;
+        m::db_pool_wait(start.elapsed());
+        res.map_err(Error::from)
+    }
+
+    /// A round trip to PostgreSQL, for readiness.
+    pub async fn ping(&self) -> Result<()> {
+        let client = self.get().await?;
+        let stmt = client.prepare_cached(statements::PING).await?;
+        client.query_one(&stmt, &[]).await?;
+        Ok(())
+    }
+
+    /// (size, in use) of the pool, for the gauges.
+    pub fn pool_status(&self) -> (usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.size.saturating_sub(s.available))
+    }
+
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}
+
+/// Whether an error is PostgreSQL reporting a given SQLSTATE.
+pub(crate) fn is_state(e: &tokio_postgres::Error, state: &SqlState) -> bool {
+    e.code() == Some(state)
+}
+
+/// The constraint an error names, if any.
+pub(crate) fn constraint(e: &tokio_postgres::Error) -> Option<&str> {
+    e.as_db_error().and_then(|d| d.constraint())
+}

@@ -1,0 +1,176 @@
+//! Metric names (the monitoring rules and dashboards are written against them, so they
+//! are constants here and nowhere else), the Prometheus recorder, and `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
+pub const HTTP_IN_FLIGHT: &str = "http_server_requests_in_flight";
+pub const CACHE_OPS: &str = "cache_operations_total";
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+pub const DB_POOL_WAIT: &str = "db_pool_wait_seconds";
+pub const REDIRECTS: &str = "redirects_total";
+pub const EVENTS_WRITTEN: &str = "events_written_total";
+pub const EVENTS_DROPPED: &str = "events_dropped_total";
+pub const EVENT_QUEUE_DEPTH: &str = "event_queue_depth";
+pub const BUILD_INFO: &str = "build_info";
+
+/// Latency buckets. 2 s must be an edge: the HighLatency alert tests p95 > 2 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+struct Exporter {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+static EXPORTER: OnceLock<Option<Exporter>> = OnceLock::new();
+
+/// Installs the global recorder once per process (tests start several apps in one
+/// process; they share it). Returns false if another recorder was already installed.
+pub fn init() -> bool {
+    EXPORTER
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(DB_POOL_WAIT.into()), LATENCY_BUCKETS)
+                });
+            let recorder = match builder {
+                Ok(b) => b.build_recorder(),
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics buckets rejected");
+                    return None;
+                }
+            };
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+                return None;
+            }
+            let process = metrics_process::Collector::default();
+            process.describe();
+            describe();
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            Some(Exporter { handle, process })
+        })
+        .is_some()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Duration of HTTP requests, by method, route template and status."
+    );
+    describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being served.");
+    describe_counter!(CACHE_OPS, "Cache lookups by result (hit, miss, error).");
+    describe_gauge!(DB_POOL_CONNECTIONS, "PostgreSQL pool connections by state.");
+    describe_histogram!(
+        DB_POOL_WAIT,
+        Unit::Seconds,
+        "Time spent waiting for a pooled PostgreSQL connection."
+    );
+    describe_counter!(REDIRECTS, "Redirect lookups by result.");
+    describe_counter!(EVENTS_WRITTEN, "Events written to PostgreSQL, by type.");
+    describe_counter!(
+        EVENTS_DROPPED,
+        "Redirect events dropped because the queue was full or the database refused them."
+    );
+    describe_gauge!(
+        EVENT_QUEUE_DEPTH,
+        "Redirect events waiting in memory to be written."
+    );
+    describe_gauge!(BUILD_INFO, "Build information; always 1.");
+}
+
+/// The Prometheus text exposition, with pool gauges and process metrics refreshed.
+pub fn render(pool: (usize, usize)) -> String {
+    let Some(Some(exp)) = EXPORTER.get() else {
+        return String::new();
+    };
+    let (size, in_use) = pool;
+    gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set(in_use as f64);
+    gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(size.saturating_sub(in_use) as f64);
+    exp.process.collect();
+    exp.handle.run_upkeep();
+    exp.handle.render()
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        // Arbitrary methods would make the label unbounded.
+        _ => "_OTHER",
+    }
+}
+
+fn status_label(s: StatusCode) -> metrics::SharedString {
+    match s.as_u16() {
+        200 => "200".into(),
+        201 => "201".into(),
+        204 => "204".into(),
+        302 => "302".into(),
+        400 => "400".into(),
+        404 => "404".into(),
+        405 => "405".into(),
+        409 => "409".into(),
+        413 => "413".into(),
+        422 => "422".into(),
+        500 => "500".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
+    }
+}
+
+pub fn request(method: &Method, route: &'static str, status: StatusCode, elapsed: Duration) {
+    histogram!(
+        HTTP_DURATION,
+        "http_request_method" => method_label(method),
+        "http_route" => route,
+        "http_response_status_code" => status_label(status)
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+pub fn in_flight(delta: f64) {
+    gauge!(HTTP_IN_FLIGHT).increment(delta);
+}
+
+/// `result` is hit, miss or error.
+pub fn cache(result: &'static str) {
+    counter!(CACHE_OPS, "result" => result).increment(1);
+}
+
+pub fn db_pool_wait(elapsed: Duration) {
+    histogram!(DB_POOL_WAIT).record(elapsed.as_secs_f64());
+}
+
+/// `result` is found, not_found or inactive.
+pub fn redirect(result: &'static str) {
+    counter!(REDIRECTS, "result" => result).increment(1);
+}
+
+pub fn events_written(event_type: &'static str, n: u64) {
+    counter!(EVENTS_WRITTEN, "event_type" => event_type).increment(n);
+}
+
+pub fn events_dropped(n: u64) {
+    counter!(EVENTS_DROPPED).increment(n);
+}
+
+pub fn event_queue_depth(n: usize) {
+    gauge!(EVENT_QUEUE_DEPTH).set(n as f64);
+}

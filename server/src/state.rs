@@ -1,0 +1,97 @@
+//! The only shared state: configuration, the pool, the cache, the event queue and
+//! readiness. Handlers get `&AppState`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::db::Db;
+use crate::events::EventQueue;
+
+pub struct AppState {
+    pub cfg: Config,
+    pub db: Db,
+    pub cache: Cache,
+    pub events: EventQueue,
+    pub ready: Readiness,
+}
+
+pub type State = Arc<AppState>;
+
+/// What `/ready` reports, kept current by a background check.
+#[derive(Default)]
+pub struct Readiness {
+    started: AtomicBool,
+    shutting_down: AtomicBool,
+    valkey_ok: AtomicBool,
+    /// When PostgreSQL was first seen down in the current outage.
+    db_down_since: Mutex<Option<Instant>>,
+}
+
+/// A snapshot for the `/ready` body.
+pub struct ReadyReport {
+    pub ready: bool,
+    pub reason: Option<&'static str>,
+    pub postgres: &'static str,
+    pub valkey: &'static str,
+}
+
+impl Readiness {
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn record_db(&self, ok: bool) {
+        let mut since = self.db_down_since.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            *since = None;
+            self.started.store(true, Ordering::SeqCst);
+        } else if since.is_none() {
+            *since = Some(Instant::now());
+        }
+    }
+
+    pub fn record_valkey(&self, ok: bool) {
+        self.valkey_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// Valkey never makes the pod unready (the cache is optional); PostgreSQL does only
+    /// after `grace`, since every replica shares the one database and flipping at once
+    /// would empty the Service during a short failover.
+    pub fn report(&self, grace: Duration, cache_enabled: bool) -> ReadyReport {
+        let down_for = self
+            .db_down_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed());
+        let postgres = if down_for.is_some() {
+            "down"
+        } else if self.started.load(Ordering::SeqCst) {
+            "ok"
+        } else {
+            "unknown"
+        };
+        let valkey = match (cache_enabled, self.valkey_ok.load(Ordering::Relaxed)) {
+            (false, _) => "disabled",
+            (true, true) => "ok",
+            (true, false) => "down",
+        };
+        let reason = if self.shutting_down.load(Ordering::SeqCst) {
+            Some("shutting down")
+        } else if !self.started.load(Ordering::SeqCst) {
+            Some("starting: PostgreSQL not reached yet")
+        } else if down_for.is_some_and(|d| d >= grace) {
+            Some("PostgreSQL unreachable for longer than READY_DB_GRACE_SECONDS")
+        } else {
+            None
+        };
+        ReadyReport {
+            ready: reason.is_none(),
+            reason,
+            postgres,
+            valkey,
+        }
+    }
+}
