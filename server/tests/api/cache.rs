@@ -1,0 +1,2 @@
+//! Tests: cache.
+use crate::helpers::*;

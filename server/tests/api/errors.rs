@@ -1,0 +1,2 @@
+//! Tests: errors.
+use crate::helpers::*;

@@ -1,0 +1,2 @@
+//! Tests: events.
+use crate::helpers::*;

@@ -1,0 +1,2 @@
+//! Tests: lifecycle.
+use crate::helpers::*;

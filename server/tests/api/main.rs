@@ -1,0 +1,12 @@
+//! The integration tests: one binary, one module per area, real HTTP against the real
+//! server with real PostgreSQL and Valkey (see `helpers`).
+
+mod helpers;
+
+mod cache;
+mod errors;
+mod events;
+mod lifecycle;
+mod redirects;
+mod urls;
+mod users;

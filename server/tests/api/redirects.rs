@@ -1,0 +1,2 @@
+//! Tests: redirects.
+use crate::helpers::*;

@@ -1,0 +1,2 @@
+//! Tests: urls.
+use crate::helpers::*;
