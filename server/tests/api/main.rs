@@ -8,5 +8,6 @@ mod errors;
 mod events;
 mod lifecycle;
 mod redirects;
+mod statements;
 mod urls;
 mod users;
