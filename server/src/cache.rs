@@ -9,6 +9,7 @@
 //!   query. A write drops the whole hash with one `UNLINK`: O(1) for the server (the
 //!   memory is reclaimed in the background), never `KEYS` or `SCAN`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -53,55 +54,135 @@ pub struct Cache {
     inner: Option<Arc<Inner>>,
 }
 
+/// Where the Valkey master is.
+enum Source {
+    /// A fixed address; the connection manager reconnects to it by itself.
+    Direct(redis::Client),
+    /// Discovered through Sentinel, and discovered again whenever a command fails:
+    /// the connection manager alone would keep reconnecting to the old address, which
+    /// after a failover is down or a read-only replica.
+    Sentinel {
+        sentinel: tokio::sync::Mutex<redis::sentinel::Sentinel>,
+        master: String,
+    },
+}
+
 struct Inner {
-    /// `None` until the first connection succeeds; the manager reconnects by itself after that.
+    source: Source,
+    manager_cfg: ConnectionManagerConfig,
+    /// `None` until the first connection succeeds.
     conn: RwLock<Option<ConnectionManager>>,
+    /// Set while a background (re)connect runs, so failures start at most one.
+    connecting: AtomicBool,
     prefix: String,
     ttl_secs: u64,
     timeout: Duration,
 }
 
+impl Inner {
+    async fn connect_once(&self) -> redis::RedisResult<ConnectionManager> {
+        let client = match &self.source {
+            Source::Direct(client) => client.clone(),
+            // async_master_for asks the Sentinels and checks ROLE on the answer.
+            Source::Sentinel { sentinel, master } => {
+                sentinel.lock().await.async_master_for(master, None).await?
+            }
+        };
+        ConnectionManager::new_with_config(client, self.manager_cfg.clone()).await
+    }
+
+    /// Connects (again) in the background, swapping the new connection in when it is
+    /// up; requests keep going meanwhile (failing over to PostgreSQL).
+    fn reconnect(self: &Arc<Self>) {
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                match tokio::time::timeout(Duration::from_secs(3), inner.connect_once()).await {
+                    Ok(Ok(conn)) => {
+                        *inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+                        inner.connecting.store(false, Ordering::Release);
+                        tracing::info!(
+                            sentinel = matches!(inner.source, Source::Sentinel { .. }),
+                            "connected to Valkey"
+                        );
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "Valkey unreachable; serving from PostgreSQL, retrying")
+                    }
+                    Err(_) => tracing::warn!(
+                        "Valkey connect timed out; serving from PostgreSQL, retrying"
+                    ),
+                }
+                drop(inner);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+
+    /// A command failed or timed out: with Sentinel, the master may have moved.
+    fn on_failure(self: &Arc<Self>) {
+        if matches!(self.source, Source::Sentinel { .. }) {
+            self.reconnect();
+        }
+    }
+}
+
 impl Cache {
     /// Starts connecting in the background; the service serves from PostgreSQL until it does.
+    ///
+    /// # Errors
+    /// When REDIS_URL or VALKEY_SENTINELS does not parse.
     pub fn start(cfg: &Config) -> anyhow::Result<Self> {
         if !cfg.cache_enabled {
             return Ok(Cache { inner: None });
         }
-        let client = redis::Client::open(cfg.cache_url())
-            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Valkey URL: {e}"))?;
+        let source = match cfg
+            .valkey_sentinels
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(list) => {
+                let nodes: Vec<String> = list
+                    .split(',')
+                    .map(|hp| format!("redis://{}/", hp.trim()))
+                    .collect();
+                let sentinel = redis::sentinel::Sentinel::build(nodes).map_err(|e| {
+                    anyhow::anyhow!(
+                        "VALKEY_SENTINELS must be a comma-separated host:port list: {e}"
+                    )
+                })?;
+                Source::Sentinel {
+                    sentinel: tokio::sync::Mutex::new(sentinel),
+                    master: cfg.valkey_sentinel_master.clone(),
+                }
+            }
+            None => Source::Direct(
+                redis::Client::open(cfg.cache_url())
+                    .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Valkey URL: {e}"))?,
+            ),
+        };
+        let timeout = Duration::from_millis(cfg.cache_timeout_ms);
+        let manager_cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
         let inner = Arc::new(Inner {
+            source,
+            manager_cfg,
             conn: RwLock::new(None),
+            connecting: AtomicBool::new(false),
             prefix: cfg.cache_key_prefix.clone(),
             ttl_secs: cfg.cache_ttl_seconds,
-            timeout: Duration::from_millis(cfg.cache_timeout_ms),
+            timeout,
         });
-        let weak = Arc::downgrade(&inner);
-        let timeout = inner.timeout;
-        tokio::spawn(async move {
-            let manager_cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(1)))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_secs(1));
-            loop {
-                let Some(inner) = weak.upgrade() else { return };
-                match ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await
-                {
-                    Ok(conn) => {
-                        if let Ok(mut slot) = inner.conn.write() {
-                            *slot = Some(conn);
-                        }
-                        tracing::info!("connected to Valkey");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Valkey unreachable; serving from PostgreSQL, retrying")
-                    }
-                }
-                drop(inner);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
+        inner.reconnect();
         Ok(Cache { inner: Some(inner) })
     }
 
@@ -109,8 +190,8 @@ impl Cache {
         self.inner.is_some()
     }
 
-    fn conn(&self) -> Option<(ConnectionManager, &Inner)> {
-        let inner = self.inner.as_deref()?;
+    fn conn(&self) -> Option<(ConnectionManager, &Arc<Inner>)> {
+        let inner = self.inner.as_ref()?;
         // A poisoned lock only means a writer panicked mid-assignment of an Option; the
         // value is still a valid Option, so read through it.
         let guard = inner.conn.read().unwrap_or_else(|p| p.into_inner());
@@ -132,11 +213,13 @@ impl Cache {
             Ok(Err(e)) => {
                 m::cache("error");
                 tracing::warn!(op, error = %e, "Valkey command failed");
+                inner.on_failure();
                 None
             }
             Err(_) => {
                 m::cache("error");
                 tracing::warn!(op, "Valkey command timed out");
+                inner.on_failure();
                 None
             }
         }

@@ -412,6 +412,14 @@ mod tests {
     }
 
     #[test]
+    fn with_urls_ignores_the_environment() {
+        // PATH is always set; no variable of ours is read by with_urls at all.
+        let cfg = Config::with_urls("postgres://a@b/c", "redis://d/");
+        assert_eq!(cfg.port, 5000);
+        assert!(cfg.valkey_sentinels.is_none());
+    }
+
+    #[test]
     fn redis_url_wins_over_valkey_url() {
         let cli = Cli::try_parse_from([
             "url-shortener",

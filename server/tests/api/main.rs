@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod lifecycle;
 mod redirects;
+mod sentinel;
 mod statements;
 mod urls;
 mod users;
