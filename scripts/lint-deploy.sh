@@ -28,13 +28,16 @@ die() { say "lint-deploy: $*" >&2; exit 1; }
 
 stamp_ok() { [[ -f $1 && $(cat "$1") == "$2" ]]; }
 
+sudo=""
+((EUID == 0)) || sudo="sudo" # GitHub's runners
+
 apt_install() { # packages from this machine's own suites, only when missing
   local missing=()
   for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]})) || return 0
   say "installing ${missing[*]} (apt)"
-  [[ -n $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null) ]] || apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [[ -n $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null) ]] || $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 install_python() {
@@ -61,10 +64,13 @@ install_debian() {
   stamp_ok "$tools/debian/.stamp" "$DEB_SUITE $pkgs" && return 0
   say "installing $pkgs from Debian $DEB_SUITE (apt-get download, unpacked into .tools/debian)"
   local d=$tools/debian
+  # Ubuntu (GitHub's runners) needs Debian's archive key to read Debian's index.
+  [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || apt_install debian-archive-keyring || return 1
   mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/debs" "$d/root"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $DEB_SUITE main" > "$d/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/nonexistent
-    -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" -o APT::Sandbox::User=root)
+    -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" -o Dir::State::status=/dev/null
+    -o APT::Sandbox::User=root)
   apt-get "${opts[@]}" update -qq || return 1
   rm -f "$d/debs/"*.deb
   (cd "$d/debs" && apt-get "${opts[@]}" download $pkgs -qq) || return 1
