@@ -10,7 +10,9 @@
 //!   memory is reclaimed in the background), never `KEYS` or `SCAN`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+
+use futures_util::StreamExt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use redis::AsyncCommands;
 use crate::config::Config;
 use crate::domain::Link;
 use crate::metrics as m;
+use crate::near::NearCache;
 
 /// The outcome of a lookup.
 #[derive(Debug)]
@@ -69,6 +72,10 @@ enum Source {
 
 struct Inner {
     source: Source,
+    /// The in-process layer for redirect lookups, when enabled.
+    near: Option<Arc<NearCache>>,
+    /// The channel writes publish touched short codes on.
+    channel: String,
     manager_cfg: ConnectionManagerConfig,
     /// `None` until the first connection succeeds.
     conn: RwLock<Option<ConnectionManager>>,
@@ -80,15 +87,18 @@ struct Inner {
 }
 
 impl Inner {
-    async fn connect_once(&self) -> redis::RedisResult<ConnectionManager> {
-        let client = match &self.source {
-            Source::Direct(client) => client.clone(),
+    async fn master(&self) -> redis::RedisResult<redis::Client> {
+        match &self.source {
+            Source::Direct(client) => Ok(client.clone()),
             // async_master_for asks the Sentinels and checks ROLE on the answer.
             Source::Sentinel { sentinel, master } => {
-                sentinel.lock().await.async_master_for(master, None).await?
+                sentinel.lock().await.async_master_for(master, None).await
             }
-        };
-        ConnectionManager::new_with_config(client, self.manager_cfg.clone()).await
+        }
+    }
+
+    async fn connect_once(&self) -> redis::RedisResult<ConnectionManager> {
+        ConnectionManager::new_with_config(self.master().await?, self.manager_cfg.clone()).await
     }
 
     /// Connects (again) in the background, swapping the new connection in when it is
@@ -129,6 +139,56 @@ impl Inner {
         if matches!(self.source, Source::Sentinel { .. }) {
             self.reconnect();
         }
+    }
+}
+
+/// Keeps the near cache honest: subscribed to the invalidation channel, it drops each
+/// published code; when the link is lost (stream ends, or a heartbeat PING goes
+/// unanswered) it drops the whole near cache and stops using it until resubscribed.
+async fn follow_invalidations(weak: Weak<Inner>, near: Arc<NearCache>) {
+    loop {
+        let subscribed = {
+            let Some(inner) = weak.upgrade() else { return };
+            let channel = inner.channel.clone();
+            tokio::time::timeout(Duration::from_secs(3), async {
+                let mut pubsub = inner.master().await?.get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                Ok::<_, redis::RedisError>(pubsub.split())
+            })
+            .await
+        };
+        match subscribed {
+            Ok(Ok((mut sink, mut stream))) => {
+                near.set_live(true);
+                tracing::info!("near cache live: following invalidations");
+                let mut beat = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            Some(msg) => match msg.get_payload::<String>() {
+                                Ok(code) => near.invalidate(code.as_str()),
+                                Err(_) => break,
+                            },
+                            None => break,
+                        },
+                        _ = beat.tick() => {
+                            if weak.strong_count() == 0 {
+                                return;
+                            }
+                            let pong = tokio::time::timeout(Duration::from_secs(1), sink.ping::<String>()).await;
+                            if !matches!(pong, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                near.set_live(false);
+                tracing::warn!("invalidation link lost: near cache dropped until it is back");
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot subscribe to invalidations yet"),
+            Err(_) => tracing::debug!("subscribing to invalidations timed out"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -173,8 +233,16 @@ impl Cache {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
+        let near = (cfg.near_cache_capacity > 0).then(|| {
+            Arc::new(NearCache::new(
+                cfg.near_cache_capacity,
+                Duration::from_millis(cfg.near_cache_ttl_ms),
+            ))
+        });
         let inner = Arc::new(Inner {
             source,
+            near: near.clone(),
+            channel: format!("{}near-invalidate", cfg.cache_key_prefix),
             manager_cfg,
             conn: RwLock::new(None),
             connecting: AtomicBool::new(false),
@@ -183,11 +251,19 @@ impl Cache {
             timeout,
         });
         inner.reconnect();
+        if let Some(near) = near {
+            tokio::spawn(follow_invalidations(Arc::downgrade(&inner), near));
+        }
         Ok(Cache { inner: Some(inner) })
     }
 
     pub fn is_enabled(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// The near cache, when enabled.
+    pub fn near(&self) -> Option<&NearCache> {
+        self.inner.as_deref().and_then(|i| i.near.as_deref())
     }
 
     fn conn(&self) -> Option<(ConnectionManager, &Arc<Inner>)> {
@@ -205,19 +281,19 @@ impl Cache {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let Some((conn, inner)) = self.conn() else {
-            m::cache("error");
+            m::cache_valkey("error");
             return None;
         };
         match tokio::time::timeout(inner.timeout, f(conn, inner.ttl_secs)).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
-                m::cache("error");
+                m::cache_valkey("error");
                 tracing::warn!(op, error = %e, "Valkey command failed");
                 inner.on_failure();
                 None
             }
             Err(_) => {
-                m::cache("error");
+                m::cache_valkey("error");
                 tracing::warn!(op, "Valkey command timed out");
                 inner.on_failure();
                 None
@@ -268,21 +344,21 @@ impl Cache {
             .await;
         match got {
             Some(Some(s)) if s == "-" => {
-                m::cache("hit");
+                m::cache_valkey("hit");
                 Lookup::Hit(None)
             }
             Some(Some(s)) => match Link::decode(&s) {
                 Some(link) => {
-                    m::cache("hit");
+                    m::cache_valkey("hit");
                     Lookup::Hit(Some(link))
                 }
                 None => {
-                    m::cache("error");
+                    m::cache_valkey("error");
                     Lookup::Error
                 }
             },
             Some(None) => {
-                m::cache("miss");
+                m::cache_valkey("miss");
                 Lookup::Miss
             }
             None => Lookup::Error,
@@ -395,11 +471,11 @@ impl Cache {
 fn counted(got: Option<Option<Bytes>>) -> Lookup<Bytes> {
     match got {
         Some(Some(v)) => {
-            m::cache("hit");
+            m::cache_valkey("hit");
             Lookup::Hit(v)
         }
         Some(None) => {
-            m::cache("miss");
+            m::cache_valkey("miss");
             Lookup::Miss
         }
         None => Lookup::Error,

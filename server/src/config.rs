@@ -154,6 +154,20 @@ pub struct Config {
     )]
     pub cache_key_prefix: String,
 
+    /// Entries of the in-process near cache of redirect lookups (0 turns it off).
+    #[arg(
+        long,
+        env = "NEAR_CACHE_CAPACITY",
+        value_name = "NEAR_CACHE_CAPACITY",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub near_cache_capacity: usize,
+    /// Longest a near-cache entry is served; invalidations normally drop it far sooner.
+    #[arg(long, env = "NEAR_CACHE_TTL_MS", value_name = "NEAR_CACHE_TTL_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub near_cache_ttl_ms: u64,
+
     /// Address to listen on.
     #[arg(
         long,
@@ -352,6 +366,8 @@ impl fmt::Debug for Config {
             .field("cache_ttl_seconds", &self.cache_ttl_seconds)
             .field("cache_timeout_ms", &self.cache_timeout_ms)
             .field("cache_key_prefix", &self.cache_key_prefix)
+            .field("near_cache_capacity", &self.near_cache_capacity)
+            .field("near_cache_ttl_ms", &self.near_cache_ttl_ms)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("metrics_port", &self.metrics_port)

@@ -18,7 +18,6 @@ use tokio::task::JoinHandle;
 
 use crate::db::events::Batch;
 use crate::db::{self, Db};
-use crate::domain::Link;
 use crate::metrics as m;
 
 /// Referrer and user agent are kept to this many bytes.
@@ -36,10 +35,16 @@ pub struct Redirect {
 }
 
 impl Redirect {
-    pub fn new(link: &Link, code: &str, referrer: Option<&str>, user_agent: Option<&str>) -> Self {
+    pub fn new(
+        url_id: i64,
+        user_id: i64,
+        code: &str,
+        referrer: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Self {
         Redirect {
-            url_id: link.url_id,
-            user_id: link.user_id,
+            url_id,
+            user_id,
             at: Utc::now().naive_utc(),
             short_code: code.to_owned(),
             referrer: referrer.map(truncate),

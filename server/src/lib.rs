@@ -8,6 +8,7 @@
 //! - `domain`: entities and every input check.
 //! - `db`: the pool, SQL statements, one module per table, migrations, seeding.
 //! - `cache`: Valkey read-through cache, fail-open.
+//! - `near`: the in-process near cache of redirect lookups, and single-flight.
 //! - `events`: the redirect-event queue and its batch writer.
 //! - `metrics`: metric names, the Prometheus recorder.
 //! - `state`: the shared state and readiness.
@@ -25,6 +26,7 @@ pub mod events;
 pub mod handlers;
 pub mod http_util;
 pub mod metrics;
+pub mod near;
 pub mod router;
 pub mod server;
 pub mod state;
@@ -83,6 +85,7 @@ impl App {
             cache,
             events,
             ready: Readiness::default(),
+            flights: Default::default(),
         });
         Ok(App {
             listener,

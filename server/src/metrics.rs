@@ -149,9 +149,14 @@ pub fn in_flight(delta: f64) {
     gauge!(HTTP_IN_FLIGHT).increment(delta);
 }
 
-/// `result` is hit, miss or error.
-pub fn cache(result: &'static str) {
-    counter!(CACHE_OPS, "result" => result).increment(1);
+/// A Valkey lookup; `result` is hit, miss or error.
+pub fn cache_valkey(result: &'static str) {
+    counter!(CACHE_OPS, "layer" => "valkey", "result" => result).increment(1);
+}
+
+/// A near-cache (in-process) lookup; `result` is hit or miss.
+pub fn cache_local(result: &'static str) {
+    counter!(CACHE_OPS, "layer" => "local", "result" => result).increment(1);
 }
 
 pub fn db_pool_wait(elapsed: Duration) {

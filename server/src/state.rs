@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::Db;
+use crate::domain::Link;
 use crate::events::EventQueue;
+use crate::near::SingleFlight;
 
 pub struct AppState {
     pub cfg: Config,
@@ -16,6 +18,8 @@ pub struct AppState {
     pub cache: Cache,
     pub events: EventQueue,
     pub ready: Readiness,
+    /// Concurrent redirect misses for one code share one lookup: (answer, from Valkey).
+    pub flights: SingleFlight<(Option<Link>, bool)>,
 }
 
 pub type State = Arc<AppState>;

@@ -7,6 +7,7 @@ mod cache;
 mod errors;
 mod events;
 mod lifecycle;
+mod near;
 mod redirects;
 mod sentinel;
 mod statements;

@@ -17,9 +17,13 @@ async fn every_statement_prepares_against_the_migrated_schema() {
 async fn migrations_are_idempotent_under_the_advisory_lock() {
     // Three "replicas" migrating at once: all succeed, none re-applies anything.
     let run = || async {
-        let (mut client, conn) = tokio_postgres::connect(database_url(), tokio_postgres::NoTls).await.expect("connect");
+        let (mut client, conn) = tokio_postgres::connect(database_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
         tokio::spawn(conn);
-        shortener::db::migrate::run(&mut client).await.expect("migrate")
+        shortener::db::migrate::run(&mut client)
+            .await
+            .expect("migrate")
     };
     let (a, b, c) = tokio::join!(run(), run(), run());
     assert_eq!(a + b + c, 0, "the database was already migrated");
