@@ -8,6 +8,8 @@
 #                   discord_configs.webhook_url_file.
 # Runs every check even after a failure, then exits 1 if any failed.
 # Usage: scripts/lint-deploy.sh   (make lint-deploy)
+#        scripts/lint-deploy.sh --metrics-only   (after the server's tests wrote
+#        target/metrics-sample.txt: every metric in the rules and dashboard is exported)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -114,6 +116,14 @@ check() {
 }
 
 kustomizations=(k8s k8s/traefik k8s/monitoring monitoring)
+
+if [[ ${1:-} == --metrics-only ]]; then
+  # scripts/test.sh runs this after `cargo test`, which captures a live /metrics.
+  [[ -f target/metrics-sample.txt ]] || die "target/metrics-sample.txt is missing: the server's tests did not capture /metrics"
+  check "metric names in rules and dashboard vs a live /metrics" "$py" scripts/check_metrics.py --promtool "$promtool" target/metrics-sample.txt
+  ((${#failed[@]} == 0)) || exit 1
+  exit 0
+fi
 render() {
   local rc=0
   for k in "${kustomizations[@]}"; do

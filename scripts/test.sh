@@ -40,4 +40,9 @@ if [[ -n "$given_sentinels" ]]; then
 fi
 echo "test: DATABASE_URL=$DATABASE_URL REDIS_URL=$REDIS_URL VALKEY_SENTINELS=${VALKEY_SENTINELS:-}" >&2
 
+# A stale capture must not pass the cross-check below; the lifecycle tests write it anew.
+rm -f target/metrics-sample.txt
 "$CARGO" test --workspace --all-targets
+if [[ -n "${HAVE_LINT_DEPLOY:-}" ]]; then
+    scripts/lint-deploy.sh --metrics-only
+fi
