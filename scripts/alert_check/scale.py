@@ -1,0 +1,242 @@
+"""Time-scaled copies of the project's monitoring config, for `make alert-check`.
+
+Everything here is derived from monitoring/ at run time and written to the work
+folder (.local/alert-check/): nothing scaled is ever kept by hand. One factor
+divides every duration:
+
+- rule files: `for:`, `keep_firing_for:`, a group's `interval:`, range
+  selectors (`[5m]`, subqueries `[5m:30s]`) and `offset` durations. The text is
+  rewritten in place, so comments and layout survive; annotation prose ("over
+  the last 5 minutes") is left as written. Record names such as `rate5m` are
+  names, not durations, and are never touched.
+- Prometheus: scrape_interval, evaluation_interval (15 s in monitoring/) and
+  the alert resend delay (1 m default).
+- Alertmanager: group_wait, group_interval, repeat_interval wherever they occur.
+
+Only the standard library: the YAML is edited as text, line by line, and the
+result is checked by promtool / amtool before anything runs.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# === durations ===
+
+_UNITS_MS = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000,
+             "h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
+# Prometheus' duration syntax: units in this order, each at most once.
+DUR = r"(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m(?!s))?(?:\d+s)?(?:\d+ms)?"
+_DUR_FULL = re.compile(rf"^(?=\d)({DUR})$")
+_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
+
+
+def parse_ms(text: str) -> int:
+    """`1h30m` -> 5400000. Raises ValueError on anything else."""
+    if not _DUR_FULL.match(text):
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(int(n) * _UNITS_MS[u] for n, u in _PART.findall(text))
+
+
+def format_ms(ms: int) -> str:
+    """The shortest exact spelling: 20000 -> `20s`, 667 -> `667ms`, 240000 -> `4m`."""
+    if ms <= 0:
+        return "0s"
+    for unit in ("h", "m", "s"):
+        if ms % _UNITS_MS[unit] == 0:
+            return f"{ms // _UNITS_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+def scale_ms(ms: int, factor: float, floor_ms: int = 1) -> int:
+    """`ms / factor`, rounded to a whole millisecond, never below `floor_ms`."""
+    return max(floor_ms, round(ms / factor)) if ms > 0 else 0
+
+
+def scale(text: str, factor: float, floor_ms: int = 1) -> str:
+    return format_ms(scale_ms(parse_ms(text), factor, floor_ms))
+
+
+@dataclass
+class Change:
+    """One rewritten duration, for the log and the checks."""
+    file: str
+    line: int
+    what: str
+    before: str
+    after: str
+
+
+@dataclass
+class Scaled:
+    factor: float
+    changes: list[Change] = field(default_factory=list)
+
+    def note(self, file: str, line: int, what: str, before: str, after: str) -> None:
+        self.changes.append(Change(file, line, what, before, after))
+
+
+# === rule files ===
+
+_KEY_LINE = re.compile(rf"^(\s*(?:-\s+)?(for|keep_firing_for|interval)\s*:\s*['\"]?)({DUR})(['\"]?\s*(?:#.*)?)$")
+_RANGE = re.compile(rf"\[({DUR})(?::({DUR})?)?\]")
+_OFFSET = re.compile(rf"\b(offset\s+-?)({DUR})\b")
+
+
+def scale_rules_text(text: str, factor: float, name: str, log: Scaled) -> str:
+    """Divides every duration of one rule file's text by `factor`."""
+    out = []
+    for no, line in enumerate(text.splitlines(keepends=True), start=1):
+        body = line.rstrip("\n")
+        if body.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        m = _KEY_LINE.match(body)
+        if m and m.group(3):
+            new = scale(m.group(3), factor)
+            log.note(name, no, m.group(2), m.group(3), new)
+            body = f"{m.group(1)}{new}{m.group(4)}"
+        else:
+            def rng(mm: re.Match[str]) -> str:
+                if not mm.group(1):
+                    return mm.group(0)
+                r = scale(mm.group(1), factor)
+                log.note(name, no, "range", mm.group(1), r)
+                if mm.group(2):
+                    s = scale(mm.group(2), factor)
+                    log.note(name, no, "subquery step", mm.group(2), s)
+                    return f"[{r}:{s}]"
+                return f"[{r}:]" if mm.group(0).endswith(":]") else f"[{r}]"
+
+            def off(mm: re.Match[str]) -> str:
+                if not mm.group(2):
+                    return mm.group(0)
+                o = scale(mm.group(2), factor)
+                log.note(name, no, "offset", mm.group(2), o)
+                return f"{mm.group(1)}{o}"
+
+            body = _OFFSET.sub(off, _RANGE.sub(rng, body))
+        out.append(body + ("\n" if line.endswith("\n") else ""))
+    return "".join(out)
+
+
+def scale_rule_files(src_dir: Path, out_dir: Path, factor: float, log: Scaled) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.yml"):
+        old.unlink()
+    written = []
+    for src in sorted(src_dir.glob("*.yml")):
+        header = (f"# GENERATED by scripts/alert_check/scale.py from {src.name}: every duration\n"
+                  f"# divided by {factor:g}. Do not edit; edit monitoring/rules/{src.name}.\n")
+        dst = out_dir / src.name
+        dst.write_text(header + scale_rules_text(src.read_text(), factor, src.name, log))
+        written.append(dst)
+    return written
+
+
+# === Prometheus ===
+
+def prometheus_config(*, factor: float, target: str, rules_glob: str | None, alertmanager: str,
+                      base_interval_ms: int) -> tuple[str, int]:
+    """A Prometheus config scraping the local server as job `url-shortener`.
+
+    The rules select `job="url-shortener"` and their descriptions print the
+    `pod` label, so the static target carries both. Without `rules_glob`, no
+    rule files (the first start, see run.py). Returns (yaml, interval ms).
+    """
+    interval = scale_ms(base_interval_ms, factor, floor_ms=1000)
+    iv = format_ms(interval)
+    return (f"""# GENERATED by scripts/alert_check: monitoring/prometheus.yml's intervals
+# ({format_ms(base_interval_ms)}) divided by {factor:g}, one static target instead of Kubernetes discovery.
+global:
+  scrape_interval: {iv}
+  scrape_timeout: {iv}
+  evaluation_interval: {iv}
+  external_labels:
+    cluster: alert-check
+rule_files: [{json.dumps(rules_glob) if rules_glob else ""}]
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ["{alertmanager}"]
+scrape_configs:
+  - job_name: url-shortener
+    static_configs:
+      - targets: ["{target}"]
+        labels:
+          namespace: url-shortener
+          pod: alert-check-local
+""", interval)
+
+
+def base_intervals(prom_yml: str) -> tuple[int, int]:
+    """(scrape_interval, evaluation_interval) of monitoring/prometheus.yml's global block, in ms."""
+    vals = {}
+    for key in ("scrape_interval", "evaluation_interval"):
+        m = re.search(rf"^\s+{key}:\s*({DUR})\s*$", prom_yml, re.M)
+        vals[key] = parse_ms(m.group(1)) if m else 60_000  # Prometheus' default
+    return vals["scrape_interval"], vals["evaluation_interval"]
+
+
+# === Alertmanager ===
+
+_AM_TIMING = re.compile(rf"^(\s*(group_wait|group_interval|repeat_interval)\s*:\s*)({DUR})(\s*(?:#.*)?)$")
+_URL_FILE = re.compile(r"^(\s*(?:-\s+)?)webhook_url_file\s*:\s*(\S+)\s*$")
+# Alertmanager's own defaults, for a route that leaves them out.
+AM_DEFAULTS_MS = {"group_wait": 30_000, "group_interval": 300_000, "repeat_interval": 4 * 3_600_000}
+
+
+def alertmanager_config(text: str, factor: float, urls: dict[str, str], secrets_dir: Path | None,
+                        log: Scaled) -> str:
+    """monitoring/alertmanager.yml with its timings scaled and its Discord webhooks local.
+
+    `urls` maps each webhook_url_file basename to the sink URL it must point at.
+    With `secrets_dir`, the files are written there and the config reads them
+    (`webhook_url_file`, as in the cluster); without, the URL goes inline
+    (`webhook_url`), for an Alertmanager (0.25) that lacks webhook_url_file in
+    discord_configs. The receivers stay discord_configs either way.
+    """
+    out = []
+    for no, line in enumerate(text.splitlines(), start=1):
+        if line.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        m = _AM_TIMING.match(line)
+        if m:
+            new = scale(m.group(3), factor)
+            log.note("alertmanager.yml", no, m.group(2), m.group(3), new)
+            out.append(f"{m.group(1)}{new}{m.group(4)}")
+            continue
+        m = _URL_FILE.match(line)
+        if m:
+            base = Path(m.group(2)).name
+            if base not in urls:
+                raise ValueError(f"alertmanager.yml line {no}: no sink path for {base}")
+            if secrets_dir is not None:
+                f = secrets_dir / base
+                f.write_text(urls[base] + "\n")
+                out.append(f"{m.group(1)}webhook_url_file: {f}")
+            else:
+                out.append(f"{m.group(1)}webhook_url: {urls[base]}")
+            continue
+        out.append(line)
+    header = (f"# GENERATED by scripts/alert_check from monitoring/alertmanager.yml: timings divided\n"
+              f"# by {factor:g}, Discord webhooks pointed at the local webhook_sink. Do not edit.\n")
+    return header + "\n".join(out) + "\n"
+
+
+def am_timings(generated: str) -> dict[str, int]:
+    """The root route's group_wait / group_interval / repeat_interval, in ms (defaults filled in)."""
+    found = dict(AM_DEFAULTS_MS)
+    for line in generated.splitlines():
+        m = _AM_TIMING.match(line)
+        # The first occurrence is the root route's (children inherit it).
+        if m and len(m.group(1)) - len(m.group(1).lstrip()) <= 2 and m.group(2) in found:
+            found[m.group(2)] = parse_ms(m.group(3))
+    return found
+
+
+def webhook_files(text: str) -> list[str]:
+    return [Path(m.group(2)).name for m in map(_URL_FILE.match, text.splitlines()) if m]
