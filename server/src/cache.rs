@@ -7,7 +7,8 @@
 //! - `code:{code}`: the redirect lookup (`Link::encode`, or `-` for an unknown code);
 //! - `lists:{users|urls|events}`: a hash of cached list pages, one field per distinct
 //!   query. A write drops the whole hash with one `UNLINK`: O(1) for the server (the
-//!   memory is reclaimed in the background), never `KEYS` or `SCAN`.
+//!   memory is reclaimed in the background), never `KEYS` or `SCAN`;
+//! - `tomb:{users|urls|events}`: set for a few seconds by a write to that family.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -161,7 +162,11 @@ async fn follow_invalidations(weak: Weak<Inner>, near: Arc<NearCache>) {
             Ok(Ok((mut sink, mut stream))) => {
                 near.set_live(true);
                 tracing::info!("near cache live: following invalidations");
-                let mut beat = tokio::time::interval(Duration::from_secs(1));
+                // In subscribed mode PING answers ["pong", ""], hence Value.
+                let mut beat = tokio::time::interval_at(
+                    tokio::time::Instant::now() + Duration::from_secs(1),
+                    Duration::from_secs(1),
+                );
                 loop {
                     tokio::select! {
                         msg = stream.next() => match msg {
@@ -175,7 +180,7 @@ async fn follow_invalidations(weak: Weak<Inner>, near: Arc<NearCache>) {
                             if weak.strong_count() == 0 {
                                 return;
                             }
-                            let pong = tokio::time::timeout(Duration::from_secs(1), sink.ping::<String>()).await;
+                            let pong = tokio::time::timeout(Duration::from_secs(1), sink.ping::<redis::Value>()).await;
                             if !matches!(pong, Ok(Ok(_))) {
                                 break;
                             }
@@ -318,7 +323,8 @@ impl Cache {
         counted(got.map(|v| v.map(Bytes::from)))
     }
 
-    /// Stores a JSON body for the TTL, without making the caller wait for it.
+    /// Stores a JSON body for the TTL, without making the caller wait for it. `NX`: a
+    /// write's tombstone (see `invalidate`) makes a racing, older fill a no-op.
     pub fn put_json(&self, kind: &'static str, id: i64, body: Bytes) {
         if !self.is_enabled() {
             return;
@@ -327,7 +333,14 @@ impl Cache {
         let this = self.clone();
         tokio::spawn(async move {
             this.run("set", |mut c, ttl| async move {
-                c.set_ex::<_, _, ()>(key, body.as_ref(), ttl).await
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(body.as_ref())
+                    .arg("EX")
+                    .arg(ttl)
+                    .arg("NX")
+                    .query_async::<()>(&mut c)
+                    .await
             })
             .await;
         });
@@ -343,9 +356,13 @@ impl Cache {
             .run("get", |mut c, _| async move { c.get(key).await })
             .await;
         match got {
-            Some(Some(s)) if s == "-" => {
+            Some(Some(s)) if s == NEGATIVE => {
                 m::cache_valkey("hit");
                 Lookup::Hit(None)
+            }
+            Some(Some(s)) if s == TOMBSTONE => {
+                m::cache_valkey("miss");
+                Lookup::Miss
             }
             Some(Some(s)) => match Link::decode(&s) {
                 Some(link) => {
@@ -365,17 +382,24 @@ impl Cache {
         }
     }
 
-    /// Caches a redirect lookup's answer (found or not).
+    /// Caches a redirect lookup's answer (found or not); `NX` as in `put_json`.
     pub fn put_link(&self, code: &str, link: Option<&Link>) {
         if !self.is_enabled() {
             return;
         }
         let key = self.key("code", code);
-        let value = link.map_or_else(|| "-".to_owned(), Link::encode);
+        let value = link.map_or_else(|| NEGATIVE.to_owned(), Link::encode);
         let this = self.clone();
         tokio::spawn(async move {
             this.run("set", |mut c, ttl| async move {
-                c.set_ex::<_, _, ()>(key, value, ttl).await
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl)
+                    .arg("NX")
+                    .query_async::<()>(&mut c)
+                    .await
             })
             .await;
         });
@@ -394,61 +418,95 @@ impl Cache {
         counted(got.map(|v| v.map(Bytes::from)))
     }
 
-    /// Caches a list page. The hash's TTL is set when it is created and not extended,
-    /// so no page outlives the TTL.
+    /// Caches a list page, unless a write's tombstone for the family is up (a fill
+    /// that raced a write must not bring the old page back). The hash's TTL is set when
+    /// it is created and never extended, so no page outlives the TTL.
     pub fn put_list(&self, list: List, field: String, body: Bytes) {
         if !self.is_enabled() {
             return;
         }
         let key = self.key("lists", list.name());
+        let tomb = self.key("tomb", list.name());
         let this = self.clone();
         tokio::spawn(async move {
             this.run("hset", |mut c, ttl| async move {
-                redis::pipe()
-                    .atomic()
-                    .hset(&key, field, body.as_ref())
-                    .ignore()
-                    .cmd("EXPIRE")
-                    .arg(&key)
+                PUT_LIST
+                    .key(&key)
+                    .key(&tomb)
+                    .arg(&field)
+                    .arg(body.as_ref())
                     .arg(ttl)
-                    .arg("NX")
-                    .ignore()
-                    .query_async::<()>(&mut c)
+                    .invoke_async::<()>(&mut c)
                     .await
             })
             .await;
         });
     }
 
-    /// Drops entries before the write's response goes out: the given entity keys,
-    /// short codes, and whole list families, in one round trip.
+    /// Drops entries before the write's response goes out, in one round trip: the
+    /// entity keys and short codes are overwritten with a short-lived tombstone (so a
+    /// fill that read PostgreSQL before the write cannot land after it: fills are
+    /// `SET NX`), list families are unlinked and tombstoned likewise, and the codes are
+    /// dropped from this replica's near cache and published to the others'.
     pub async fn invalidate(
         &self,
         entities: &[(&'static str, i64)],
         codes: &[&str],
         lists: &[List],
     ) {
-        if !self.is_enabled() {
+        let Some(inner) = self.inner.as_ref() else {
             return;
+        };
+        // This replica's own near cache first, before anything can fail.
+        if let Some(near) = &inner.near {
+            for code in codes {
+                near.invalidate(code);
+            }
         }
-        let mut keys: Vec<String> = Vec::with_capacity(entities.len() + codes.len() + lists.len());
+        let mut keys: Vec<String> = Vec::with_capacity(entities.len() + codes.len());
         keys.extend(entities.iter().map(|(kind, id)| self.key(kind, id)));
         keys.extend(codes.iter().map(|code| self.key("code", code)));
-        keys.extend(lists.iter().map(|l| self.key("lists", l.name())));
-        if keys.is_empty() {
+        let lists: Vec<(String, String)> = lists
+            .iter()
+            .map(|l| (self.key("lists", l.name()), self.key("tomb", l.name())))
+            .collect();
+        let publish: Vec<String> = if inner.near.is_some() {
+            codes.iter().map(|c| (*c).to_owned()).collect()
+        } else {
+            Vec::new()
+        };
+        if keys.is_empty() && lists.is_empty() {
             return;
         }
-        // Large invalidations (bulk imports) go in chunks, so no single command is huge.
-        for chunk in keys.chunks(1000) {
-            let chunk = chunk.to_vec();
-            let done = self
-                .run("unlink", |mut c, _| async move {
-                    c.unlink::<_, ()>(chunk).await
-                })
-                .await;
-            if done.is_none() {
-                tracing::warn!("cache invalidation failed; stale entries expire within the TTL");
-            }
+        let channel = inner.channel.clone();
+        let done = self
+            .run("invalidate", |mut c, _| async move {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.cmd("SET")
+                        .arg(key)
+                        .arg(TOMBSTONE)
+                        .arg("PX")
+                        .arg(TOMBSTONE_MS)
+                        .ignore();
+                }
+                for (list, tomb) in &lists {
+                    pipe.unlink(list).ignore();
+                    pipe.cmd("SET")
+                        .arg(tomb)
+                        .arg(1)
+                        .arg("PX")
+                        .arg(TOMBSTONE_MS)
+                        .ignore();
+                }
+                for code in &publish {
+                    pipe.publish(&channel, code).ignore();
+                }
+                pipe.query_async::<()>(&mut c).await
+            })
+            .await;
+        if done.is_none() {
+            tracing::warn!("cache invalidation failed; stale entries expire within the TTL");
         }
     }
 
@@ -457,19 +515,43 @@ impl Cache {
         let Some((mut conn, inner)) = self.conn() else {
             return false;
         };
-        matches!(
-            tokio::time::timeout(
-                inner.timeout.max(Duration::from_millis(500)),
-                redis::cmd("PING").query_async::<String>(&mut conn)
-            )
-            .await,
+        let wait = inner.timeout.max(Duration::from_millis(500));
+        let ok = matches!(
+            tokio::time::timeout(wait, redis::cmd("PING").query_async::<String>(&mut conn)).await,
             Ok(Ok(_))
-        )
+        );
+        if !ok {
+            inner.on_failure();
+        }
+        ok
     }
 }
 
+/// The cached answer for a short code known not to exist.
+const NEGATIVE: &str = "-";
+/// What a write leaves in place of an entry: read as a miss, and it blocks `SET NX`
+/// fills for a while. Longer than any lookup that could race the write (the pool
+/// wait is 2 s by default, a query far less).
+const TOMBSTONE: &str = "";
+const TOMBSTONE_MS: u64 = 5_000;
+
+/// HSET a list page only while the family's tombstone is absent; the TTL is set once.
+static PUT_LIST: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+         redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
+         return 1",
+    )
+});
+
 fn counted(got: Option<Option<Bytes>>) -> Lookup<Bytes> {
     match got {
+        // A tombstone: a write just happened; the NX fill after this miss is a no-op.
+        Some(Some(v)) if v.is_empty() => {
+            m::cache_valkey("miss");
+            Lookup::Miss
+        }
         Some(Some(v)) => {
             m::cache_valkey("hit");
             Lookup::Hit(v)

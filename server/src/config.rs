@@ -271,17 +271,41 @@ pub struct Config {
     pub worker_threads: usize,
 }
 
+impl Cli {
+    /// Parses arguments as the binary does, but reading no environment variable: for
+    /// tests and benches, so a stray variable cannot leak in.
+    ///
+    /// # Errors
+    /// As clap's parse.
+    pub fn try_parse_without_env<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None))
+            .try_get_matches_from(args)?;
+        Cli::from_arg_matches(&matches)
+    }
+}
+
 impl Config {
     /// A configuration with every default, pointed at the given servers (tests, benches).
+    ///
+    /// # Panics
+    /// Never: the defaults are constants that parse (the unit tests prove it).
     pub fn with_urls(database_url: &str, redis_url: &str) -> Self {
-        let cli = Cli::parse_from([
+        let args = [
             "url-shortener",
             "--database-url",
             database_url,
             "--redis-url",
             redis_url,
-        ]);
-        cli.config
+        ];
+        Cli::try_parse_without_env(args)
+            .expect("the defaults parse")
+            .config
     }
 
     /// The PostgreSQL connection settings, from DATABASE_URL or its parts.
@@ -389,7 +413,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_documented_values() {
-        let cli = Cli::try_parse_from(["url-shortener"]).expect("defaults parse");
+        let cli = Cli::try_parse_without_env(["url-shortener"]).expect("defaults parse");
         assert_eq!(cli.config.port, 5000);
         assert_eq!(cli.config.database_pool_max, 60);
         assert_eq!(cli.config.database_pool_timeout_ms, 2000);
@@ -400,14 +424,14 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_its_variable() {
-        let err = Cli::try_parse_from(["url-shortener", "--database-pool-max", "abc"])
+        let err = Cli::try_parse_without_env(["url-shortener", "--database-pool-max", "abc"])
             .expect_err("rejected");
         assert!(err.to_string().contains("DATABASE_POOL_MAX"), "{err}");
     }
 
     #[test]
     fn database_url_is_built_from_parts_when_absent() {
-        let cli = Cli::try_parse_from([
+        let cli = Cli::try_parse_without_env([
             "url-shortener",
             "--database-host",
             "db",
@@ -437,7 +461,7 @@ mod tests {
 
     #[test]
     fn redis_url_wins_over_valkey_url() {
-        let cli = Cli::try_parse_from([
+        let cli = Cli::try_parse_without_env([
             "url-shortener",
             "--valkey-url",
             "redis://v/",

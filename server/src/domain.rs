@@ -181,11 +181,29 @@ pub fn target_url(s: String) -> Result<String, String> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("must use the http or https scheme".into());
     }
-    // url normalises case, so also check the raw prefix: `HTTP://` is fine, `javascript:` is not.
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("must have a host".into());
+    if parsed.host_str().is_none_or(str::is_empty) || !has_raw_authority(&s) {
+        return Err("must have a host, as in https://example.com/path".into());
     }
     Ok(s)
+}
+
+/// Whether the raw text has `scheme://host`: the WHATWG parser `url` follows reads
+/// `https:///path` or `https:/path` as host `path`, but RFC 9110 says an http(s) URI
+/// with an empty host is invalid, and the stored text is what clients get.
+fn has_raw_authority(raw: &str) -> bool {
+    let Some((_, rest)) = raw.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port
+            .split_once(']')
+            .map_or("", |(h, _)| h.trim_start_matches('['))
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    !host.is_empty()
 }
 
 pub fn title(s: String) -> Result<String, String> {
@@ -554,6 +572,12 @@ mod tests {
         assert!(target_url("https://exa mple.com".into()).is_err());
         assert!(target_url("/relative/path".into()).is_err());
         assert!(target_url("https://".into()).is_err());
+        assert!(target_url("https:///path-only".into()).is_err());
+        assert!(target_url("https:/path-only".into()).is_err());
+        assert!(target_url("http://:80/x".into()).is_err());
+        assert!(target_url("http://user@:80/x".into()).is_err());
+        assert!(target_url("http://user:pw@host.io:8080/x".into()).is_ok());
+        assert!(target_url("http://[::1]:8080/x".into()).is_ok());
         assert!(target_url(format!("https://example.com/{}", "a".repeat(2048))).is_err());
         assert!(target_url(String::new()).is_err());
     }

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use crate::cache::{Cache, List};
 use crate::db::events::Batch;
 use crate::db::{self, Db};
 use crate::metrics as m;
@@ -89,6 +90,7 @@ impl EventQueue {
     /// Starts the writer task.
     pub fn start(
         db: Db,
+        cache: Cache,
         capacity: usize,
         batch_max: usize,
         interval: Duration,
@@ -97,6 +99,7 @@ impl EventQueue {
         let shutdown = Arc::new(Notify::new());
         let writer = tokio::spawn(write_loop(
             db,
+            cache,
             rx,
             Arc::clone(&shutdown),
             batch_max,
@@ -124,6 +127,7 @@ impl EventQueue {
 
 async fn write_loop(
     db: Db,
+    cache: Cache,
     mut rx: mpsc::Receiver<Redirect>,
     shutdown: Arc<Notify>,
     batch_max: usize,
@@ -158,14 +162,18 @@ async fn write_loop(
             let details = e.details();
             batch.push(e.url_id, e.user_id, "redirect", e.at, details);
         }
-        write(&db, &batch).await;
+        if write(&db, &batch).await {
+            // Cached /events pages may now be missing these rows.
+            cache.invalidate(&[], &[], &[List::Events]).await;
+        }
         m::event_queue_depth(rx.len());
     }
     tracing::info!("event queue drained");
 }
 
 /// Writes one batch, retrying a few times; drops (and counts) it after that.
-async fn write(db: &Db, batch: &Batch) {
+/// Returns whether it was written.
+async fn write(db: &Db, batch: &Batch) -> bool {
     const ATTEMPTS: u32 = 3;
     for attempt in 1..=ATTEMPTS {
         let res = match db.get().await {
@@ -175,7 +183,7 @@ async fn write(db: &Db, batch: &Batch) {
         match res {
             Ok(n) => {
                 m::events_written("redirect", n);
-                return;
+                return true;
             }
             Err(e) if attempt < ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, events = batch.len(), "writing redirect events failed; retrying");
@@ -187,6 +195,7 @@ async fn write(db: &Db, batch: &Batch) {
             }
         }
     }
+    false
 }
 
 #[cfg(test)]
@@ -203,13 +212,7 @@ mod tests {
 
     #[test]
     fn details_carry_only_what_was_sent() {
-        let link = Link {
-            url_id: 1,
-            user_id: 2,
-            is_active: true,
-            target: "https://a.io".into(),
-        };
-        let e = Redirect::new(&link, "abc123", None, Some("curl/8"));
+        let e = Redirect::new(1, 2, "abc123", None, Some("curl/8"));
         assert_eq!(
             e.details(),
             serde_json::json!({"short_code": "abc123", "user_agent": "curl/8"})

@@ -75,6 +75,7 @@ impl App {
         let cache = cache::Cache::start(&cfg)?;
         let (events, writer) = events::EventQueue::start(
             db.clone(),
+            cache.clone(),
             usize::try_from(cfg.event_queue_capacity).unwrap_or(usize::MAX),
             usize::try_from(cfg.event_batch_max).unwrap_or(usize::MAX),
             Duration::from_millis(cfg.event_flush_interval_ms),

@@ -113,6 +113,8 @@ pub fn test_config() -> Config {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The running app's shared state, to look inside (near cache, readiness).
+    pub state: shortener::state::State,
     pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -147,12 +149,14 @@ pub async fn spawn_app_unready(cfg: Config) -> TestApp {
     let app = App::build(cfg).await.expect("app builds");
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
+    let state = app.state();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {
         let _ = rx.await;
     }));
     TestApp {
         addr,
+        state,
         metrics_addr,
         client: http_client(),
         shutdown: Some(tx),

@@ -15,16 +15,23 @@ fn location(resp: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Waits until `app` serves `code` from a cache (near or Valkey) with the given target.
+/// Waits until `app` serves `code` with the given target from its near cache (the
+/// in-process layer, not just Valkey).
 async fn warm(app: &TestApp, code: &str, target: &str) {
     eventually(
-        "the code is served from a cache",
+        "the code is served from the near cache",
         Duration::from_secs(5),
         || async {
             let r = app.get(&format!("/{code}")).await;
+            let near = app.state.cache.near().expect("near cache enabled");
             r.status() == 302
                 && r.headers()["x-cache"] == "HIT"
                 && location(&r).as_deref() == Some(target)
+                && near.is_live()
+                && near
+                    .get(code)
+                    .flatten()
+                    .is_some_and(|t| t.location == target)
         },
     )
     .await;
@@ -109,12 +116,17 @@ async fn a_replica_that_loses_the_invalidation_link_drops_its_near_cache() {
     // With Valkey gone, A's write cannot be published: B must not keep serving the old
     // target from memory.
     valkey.stop();
+    let near = b.state.cache.near().expect("near cache enabled");
     eventually(
         "B notices the lost link",
         Duration::from_secs(5),
-        || async { b.get(&format!("/{code}")).await.headers()["x-cache"] == "MISS" },
+        || async { !near.is_live() },
     )
     .await;
+    assert!(
+        near.get(&code).is_none(),
+        "the near cache was dropped with the link"
+    );
     let resp = a
         .put_json(
             &format!("/urls/{id}"),
