@@ -1,0 +1,158 @@
+//! Criterion benches for the pure pieces of the hot paths: the router's match,
+//! short-code generation, JSON encoding, cache keys and values, the redirect-event
+//! encoder. No I/O; the end-to-end redirect is in `e2e.rs`.
+//!
+//! Budget: `make bench` runs the whole suite in well under 3 minutes (short warm-up
+//! and measurement windows below); `scripts/bench-compare.sh` compares runs.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http::Method;
+use shortener::db::events::Batch;
+use shortener::domain::{Link, Url};
+use shortener::events::Redirect;
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .noise_threshold(0.03)
+}
+
+fn router(c: &mut Criterion) {
+    let mut g = c.benchmark_group("router");
+    let cases = [
+        ("redirect", Method::GET, "/Ab3xY9q"),
+        ("redirect_legacy", Method::GET, "/urls/Ab3xY9q/redirect"),
+        ("get_url", Method::GET, "/urls/123456"),
+        ("list_users", Method::GET, "/users"),
+        ("wrong_method", Method::POST, "/health"),
+        ("unmatched", Method::GET, "/a/b/c/d"),
+    ];
+    for (name, method, path) in cases {
+        g.bench_function(name, |b| {
+            b.iter(|| shortener::router::route(black_box(&method), black_box(path), true))
+        });
+    }
+    g.finish();
+}
+
+fn codes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codes");
+    g.bench_function("generate_code", |b| {
+        b.iter(shortener::domain::generate_code)
+    });
+    g.bench_function("is_plausible_code", |b| {
+        b.iter(|| shortener::domain::is_plausible_code(black_box("Ab3xY9q")))
+    });
+    g.finish();
+}
+
+fn url(id: i64) -> Url {
+    let at = NaiveDate::from_ymd_opt(2025, 9, 19)
+        .and_then(|d| d.and_hms_opt(22, 25, 5))
+        .unwrap_or_default();
+    Url {
+        id,
+        user_id: 4242,
+        short_code: shortener::db::seed::seed_code(id as u64),
+        original_url: format!("https://relay.cloud/amber/harvest/{id}"),
+        title: "Launch plan meadow".into(),
+        is_active: true,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn json(c: &mut Criterion) {
+    let mut g = c.benchmark_group("json");
+    let one = url(123_456);
+    let page: Vec<Url> = (1..=20).map(url).collect();
+    g.bench_function("url", |b| b.iter(|| serde_json::to_vec(black_box(&one))));
+    g.throughput(Throughput::Elements(20));
+    g.bench_function("url_page_20", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&page)))
+    });
+    g.finish();
+}
+
+fn cache(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cache");
+    // BENCH-STANDIN: the equivalent of the private Cache::key (see benches/src/lib.rs).
+    g.bench_function("key_id", |b| {
+        b.iter(|| benches::cache_key(black_box("us:"), black_box("url"), black_box(123_456_i64)))
+    });
+    g.bench_function("key_code", |b| {
+        b.iter(|| benches::cache_key(black_box("us:"), black_box("code"), black_box("Ab3xY9q")))
+    });
+    let link = Link {
+        url_id: 123_456,
+        user_id: 4242,
+        is_active: true,
+        target: "https://relay.cloud/amber/harvest/123456".into(),
+    };
+    let encoded = link.encode();
+    g.bench_function("link_encode", |b| b.iter(|| black_box(&link).encode()));
+    g.bench_function("link_decode", |b| {
+        b.iter(|| Link::decode(black_box(&encoded)))
+    });
+    g.finish();
+}
+
+// === NEAR-CACHE SLOT ===
+// The near cache's lookup (short code -> target, active flag) goes here once its API
+// is settled, e.g.:
+//
+//     fn near_cache(c: &mut Criterion) {
+//         let near = shortener::cache::NearCache::new(100_000);
+//         for id in 1..=100_000 { near.insert(seed_code(id), link(id)); }
+//         c.bench_function("near_cache/hit", |b| b.iter(|| near.get(black_box("Ab3xY9q"))));
+//         c.bench_function("near_cache/miss", ...);
+//         c.bench_function("near_cache/hit_contended_2_threads", ...);
+//     }
+//
+// and `near_cache` joins the criterion_group! below.
+
+fn events(c: &mut Criterion) {
+    let mut g = c.benchmark_group("events");
+    let link = Link {
+        url_id: 123_456,
+        user_id: 4242,
+        is_active: true,
+        target: "https://relay.cloud/amber/harvest/123456".into(),
+    };
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
+    let referrer = "https://news.example.com/item?id=42";
+    // What the redirect handler does per request, before the queue.
+    g.bench_function("redirect_new", |b| {
+        b.iter(|| Redirect::new(black_box(&link), "Ab3xY9q", Some(referrer), Some(ua)))
+    });
+    // What the writer does per batch: details + column arrays (EVENT_BATCH_MAX = 1000).
+    const N: usize = 1000;
+    let redirects: Vec<Redirect> = (0..N)
+        .map(|_| Redirect::new(&link, "Ab3xY9q", Some(referrer), Some(ua)))
+        .collect();
+    let mut batch = Batch::with_capacity(N);
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("batch_encode_1000", |b| {
+        b.iter(|| {
+            batch.clear();
+            for e in &redirects {
+                batch.push(e.url_id, e.user_id, "redirect", e.at, e.details());
+            }
+            black_box(batch.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = hot;
+    config = config();
+    targets = router, codes, json, cache, events
+}
+criterion_main!(hot);
