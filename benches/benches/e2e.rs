@@ -8,7 +8,8 @@
 //! - `e2e/redirect_cached`: `GET /{code}` for a code already in the cache, when
 //!   BENCH_DATABASE_URL and BENCH_REDIS_URL point at a seeded database and a Valkey
 //!   (`make bench` passes the perf profile's when it is running; `make perf` seeds it).
-//!   Until the near cache lands, its lookup is one Valkey round trip on loopback.
+//!   With the near cache (and its invalidation link up) the warmed codes are served
+//!   from process memory; without it, the lookup is one Valkey round trip on loopback.
 //!
 //! A single-threaded runtime, so the figure is CPU per request, not scheduling luck.
 

@@ -103,19 +103,42 @@ fn cache(c: &mut Criterion) {
     g.finish();
 }
 
-// === NEAR-CACHE SLOT ===
-// The near cache's lookup (short code -> target, active flag) goes here once its API
-// is settled, e.g.:
-//
-//     fn near_cache(c: &mut Criterion) {
-//         let near = shortener::cache::NearCache::new(100_000);
-//         for id in 1..=100_000 { near.insert(seed_code(id), link(id)); }
-//         c.bench_function("near_cache/hit", |b| b.iter(|| near.get(black_box("Ab3xY9q"))));
-//         c.bench_function("near_cache/miss", ...);
-//         c.bench_function("near_cache/hit_contended_2_threads", ...);
-//     }
-//
-// and `near_cache` joins the criterion_group! below.
+// === near cache ===
+
+/// `shortener::near::NearCache`, filled as the server fills it: every seeded code of a
+/// 100,000-URL database, live (invalidation link up).
+fn near_cache(c: &mut Criterion) {
+    use shortener::near::{NearCache, Target};
+    const N: u64 = 100_000;
+    let near = NearCache::new(N as usize, Duration::from_secs(30));
+    near.set_live(true);
+    let codes: Vec<String> = (1..=N).map(shortener::db::seed::seed_code).collect();
+    for (i, code) in codes.iter().enumerate() {
+        let link = Link {
+            url_id: i as i64 + 1,
+            user_id: 4242,
+            is_active: true,
+            target: format!("https://relay.cloud/amber/harvest/{}", i + 1),
+        };
+        near.insert(code, Target::from_link(&link), near.epoch());
+    }
+    let mut g = c.benchmark_group("near_cache");
+    let mut i = 0usize;
+    g.bench_function("hit", |b| {
+        b.iter(|| {
+            i = (i + 7919) % codes.len();
+            near.get(black_box(&codes[i]))
+        })
+    });
+    g.bench_function("miss", |b| b.iter(|| near.get(black_box("zzzzzz9"))));
+    g.bench_function("insert", |b| {
+        b.iter(|| {
+            i = (i + 7919) % codes.len();
+            near.insert(&codes[i], None, near.epoch())
+        })
+    });
+    g.finish();
+}
 
 fn events(c: &mut Criterion) {
     let mut g = c.benchmark_group("events");
@@ -129,12 +152,28 @@ fn events(c: &mut Criterion) {
     let referrer = "https://news.example.com/item?id=42";
     // What the redirect handler does per request, before the queue.
     g.bench_function("redirect_new", |b| {
-        b.iter(|| Redirect::new(black_box(&link), "Ab3xY9q", Some(referrer), Some(ua)))
+        b.iter(|| {
+            Redirect::new(
+                black_box(link.url_id),
+                link.user_id,
+                "Ab3xY9q",
+                Some(referrer),
+                Some(ua),
+            )
+        })
     });
     // What the writer does per batch: details + column arrays (EVENT_BATCH_MAX = 1000).
     const N: usize = 1000;
     let redirects: Vec<Redirect> = (0..N)
-        .map(|_| Redirect::new(&link, "Ab3xY9q", Some(referrer), Some(ua)))
+        .map(|_| {
+            Redirect::new(
+                link.url_id,
+                link.user_id,
+                "Ab3xY9q",
+                Some(referrer),
+                Some(ua),
+            )
+        })
         .collect();
     let mut batch = Batch::with_capacity(N);
     g.throughput(Throughput::Elements(N as u64));
@@ -153,6 +192,6 @@ fn events(c: &mut Criterion) {
 criterion_group! {
     name = hot;
     config = config();
-    targets = router, codes, json, cache, events
+    targets = router, codes, json, cache, near_cache, events
 }
 criterion_main!(hot);
