@@ -44,8 +44,5 @@ pub fn seed_codes(n: u64) -> Vec<(String, String)> {
 
 /// The cache's key format, `{prefix}{kind}:{id}`.
 ///
-/// BENCH-STANDIN: `shortener::cache::Cache::key` is private; this is the same
-/// `format!`. Replace it with the real function once it is public.
-pub fn cache_key(prefix: &str, kind: &str, id: impl std::fmt::Display) -> String {
-    format!("{prefix}{kind}:{id}")
-}
+/// The cache's own key builder.
+pub use shortener::cache::key as cache_key;

@@ -307,8 +307,11 @@ impl Cache {
     }
 
     fn key(&self, kind: &str, id: impl std::fmt::Display) -> String {
-        let prefix = self.inner.as_deref().map_or("", |i| i.prefix.as_str());
-        format!("{prefix}{kind}:{id}")
+        key(
+            self.inner.as_deref().map_or("", |i| i.prefix.as_str()),
+            kind,
+            id,
+        )
     }
 
     /// Looks up a cached JSON body.
@@ -525,6 +528,11 @@ impl Cache {
         }
         ok
     }
+}
+
+/// A Valkey key: `{prefix}{kind}:{id}` (see the module docs for the kinds).
+pub fn key(prefix: &str, kind: &str, id: impl std::fmt::Display) -> String {
+    format!("{prefix}{kind}:{id}")
 }
 
 /// The cached answer for a short code known not to exist.

@@ -184,7 +184,9 @@ impl<V: Clone> SingleFlight<V> {
                 }
             }
         };
-        let _guard = leader.then_some(LeaderGuard { flights: self, key });
+        // `then`, not `then_some`: an eagerly built guard would be dropped at once and
+        // remove the leader's entry.
+        let _guard = leader.then(|| LeaderGuard { flights: self, key });
         cell.get_or_try_init(lookup).await.cloned()
     }
 
@@ -273,27 +275,38 @@ mod tests {
     async fn concurrent_lookups_of_one_key_run_once() {
         let flights = Arc::new(SingleFlight::<u32>::default());
         let calls = Arc::new(AtomicUsize::new(0));
-        let gate = Arc::new(tokio::sync::Notify::new());
+        let entered = Arc::new(AtomicUsize::new(0));
+        // A gate every lookup waits on, opened once for all: a second lookup would
+        // show in `calls` rather than hang.
+        let (open, gate) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         for _ in 0..50 {
-            let (flights, calls, gate) =
-                (Arc::clone(&flights), Arc::clone(&calls), Arc::clone(&gate));
+            let (flights, calls, entered) = (
+                Arc::clone(&flights),
+                Arc::clone(&calls),
+                Arc::clone(&entered),
+            );
+            let mut gate = gate.clone();
             tasks.push(tokio::spawn(async move {
+                entered.fetch_add(1, Ordering::SeqCst);
                 flights
                     .run("hot", || async move {
                         calls.fetch_add(1, Ordering::SeqCst);
-                        gate.notified().await;
+                        let _ = gate.wait_for(|open| *open).await;
                         Ok::<_, ()>(7)
                     })
                     .await
             }));
         }
-        // On this single-threaded runtime, yielding lets every spawned task run until
-        // it blocks: the leader on the gate, the others on the flight.
+        // Every task has reached the flight and parked (the leader on the gate, the
+        // others on the cell) once they have all entered and the runtime went round.
+        while entered.load(Ordering::SeqCst) < 50 {
+            tokio::task::yield_now().await;
+        }
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        gate.notify_one();
+        let _ = open.send(true);
         for t in tasks {
             assert_eq!(t.await.expect("task"), Ok(7));
         }
@@ -304,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_leader_leaves_no_stale_flight() {
         let flights = SingleFlight::<u32>::default();
-        let fut = flights.run("k", || std::future::pending::<Result<u32, ()>>());
+        let fut = flights.run("k", std::future::pending::<Result<u32, ()>>);
         // Poll once, then drop: the leader is cancelled mid-lookup.
         let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
         assert_eq!(flights.in_flight(), 0);
