@@ -269,6 +269,15 @@ for ((r = 0; r < RUNS; r++)); do
     wrk_once redirect_64_nolog redirect.lua "$PORT" "$CONNS"
 done
 row "cached redirect, ACCESS_LOG=false, $CONNS conns" redirect_64_nolog redirect_64 "same, ACCESS_LOG=true"
+
+# Near cache off: every redirect goes to Valkey, what the in-process layer saves.
+start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true NEAR_CACHE_CAPACITY=0
+warm
+for ((r = 0; r < RUNS; r++)); do
+    wrk_once redirect_64_nonear redirect.lua "$PORT" "$CONNS"
+    wrk_once ceiling_64_b redirect.lua "$CEIL_PORT" "$CONNS"
+done
+row "cached redirect, near cache off (Valkey only), $CONNS conns" redirect_64_nonear ceiling_64_b "ceiling, same minutes"
 stop_pid "$CEILING_PID" 2
 CEILING_PID=""
 

@@ -57,6 +57,11 @@ pub fn init() -> bool {
             process.describe();
             describe();
             gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            // Exported from the start, at zero: a counter that appears only on its
+            // first increment makes rate() and alerts blind until then.
+            counter!(EVENTS_DROPPED).absolute(0);
+            gauge!(EVENT_QUEUE_DEPTH).set(0.0);
+            gauge!(HTTP_IN_FLIGHT).set(0.0);
             Some(Exporter { handle, process })
         })
         .is_some()
