@@ -326,19 +326,22 @@ impl Cache {
         counted(got.map(|v| v.map(Bytes::from)))
     }
 
-    /// Stores a JSON body for the TTL, without making the caller wait for it. `NX`: a
-    /// write's tombstone (see `invalidate`) makes a racing, older fill a no-op.
+    /// Stores a JSON body for the TTL, without making the caller wait for it.
     pub fn put_json(&self, kind: &'static str, id: i64, body: Bytes) {
-        if !self.is_enabled() {
-            return;
+        if self.is_enabled() {
+            self.fill(self.key(kind, id), body);
         }
-        let key = self.key(kind, id);
+    }
+
+    /// `SET key value EX ttl NX` in the background. `NX`: a write's tombstone (see
+    /// `invalidate`) turns a racing, older fill into a no-op.
+    fn fill(&self, key: String, value: impl AsRef<[u8]> + Send + 'static) {
         let this = self.clone();
         tokio::spawn(async move {
             this.run("set", |mut c, ttl| async move {
                 redis::cmd("SET")
                     .arg(key)
-                    .arg(body.as_ref())
+                    .arg(value.as_ref())
                     .arg("EX")
                     .arg(ttl)
                     .arg("NX")
@@ -385,27 +388,14 @@ impl Cache {
         }
     }
 
-    /// Caches a redirect lookup's answer (found or not); `NX` as in `put_json`.
+    /// Caches a redirect lookup's answer (found or not).
     pub fn put_link(&self, code: &str, link: Option<&Link>) {
-        if !self.is_enabled() {
-            return;
+        if self.is_enabled() {
+            self.fill(
+                self.key("code", code),
+                link.map_or_else(|| NEGATIVE.to_owned(), Link::encode),
+            );
         }
-        let key = self.key("code", code);
-        let value = link.map_or_else(|| NEGATIVE.to_owned(), Link::encode);
-        let this = self.clone();
-        tokio::spawn(async move {
-            this.run("set", |mut c, ttl| async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .arg("EX")
-                    .arg(ttl)
-                    .arg("NX")
-                    .query_async::<()>(&mut c)
-                    .await
-            })
-            .await;
-        });
     }
 
     /// Looks up one cached list page.
