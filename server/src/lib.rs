@@ -17,6 +17,7 @@
 //! [`App`] is the whole service: `build` binds (so the port is known), `run` serves
 //! until the given shutdown future resolves. Tests start it on port 0.
 
+pub mod access_log;
 pub mod cache;
 pub mod config;
 pub mod db;
@@ -87,6 +88,7 @@ impl App {
             events,
             ready: Readiness::default(),
             flights: Default::default(),
+            access: Default::default(),
         });
         Ok(App {
             listener,
@@ -94,6 +96,13 @@ impl App {
             state,
             writer,
         })
+    }
+
+    /// Writes access-log lines straight to this writer (the binary's stdout writer)
+    /// instead of through `tracing`.
+    pub fn with_access_log(self, log: access_log::AccessLog) -> Self {
+        let _ = self.state.access.set(log);
+        self
     }
 
     /// The address the API listens on.

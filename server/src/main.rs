@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(writer.clone())
         .with_current_span(false)
         .init();
 
@@ -31,14 +31,17 @@ fn main() -> anyhow::Result<()> {
         rt.worker_threads(cli.config.worker_threads);
     }
     let rt = rt.build().context("starting the tokio runtime")?;
-    let result = rt.block_on(run(cli));
+    let result = rt.block_on(run(cli, writer));
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "exiting on error");
     }
     result
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(
+    cli: Cli,
+    log_writer: tracing_appender::non_blocking::NonBlocking,
+) -> anyhow::Result<()> {
     let cfg = cli.config;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
@@ -52,7 +55,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve => {
             tracing::info!(config = ?cfg, version = env!("CARGO_PKG_VERSION"), "starting");
-            let app = shortener::App::build(cfg).await?;
+            let app = shortener::App::build(cfg)
+                .await?
+                .with_access_log(shortener::access_log::AccessLog::new(log_writer));
             tracing::info!(addr = %app.local_addr(), metrics = ?app.metrics_addr(), "listening");
             app.run(shutdown_signal()).await?;
         }

@@ -62,6 +62,7 @@ pub fn init() -> bool {
             counter!(EVENTS_DROPPED).absolute(0);
             gauge!(EVENT_QUEUE_DEPTH).set(0.0);
             gauge!(HTTP_IN_FLIGHT).set(0.0);
+            hot();
             Some(Exporter { handle, process })
         })
         .is_some()
@@ -140,28 +141,75 @@ fn status_label(s: StatusCode) -> metrics::SharedString {
     }
 }
 
+// PERF: handles are looked up once, not per request (a lookup hashes the name and
+// labels); PERF.md#what-was-tried.
+thread_local! {
+    static DURATIONS: std::cell::RefCell<std::collections::HashMap<(&'static str, &'static str, u16), metrics::Histogram>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Counters and gauges on every request's path, registered once.
+struct Hot {
+    in_flight: metrics::Gauge,
+    /// found, not_found, inactive
+    redirects: [metrics::Counter; 3],
+    /// hit, miss
+    local: [metrics::Counter; 2],
+    /// hit, miss, error
+    valkey: [metrics::Counter; 3],
+}
+
+static HOT: OnceLock<Hot> = OnceLock::new();
+
+/// Registered after the recorder is installed (`init`), so the handles are live.
+fn hot() -> &'static Hot {
+    HOT.get_or_init(|| Hot {
+        in_flight: gauge!(HTTP_IN_FLIGHT),
+        redirects: ["found", "not_found", "inactive"].map(|r| counter!(REDIRECTS, "result" => r)),
+        local: ["hit", "miss"].map(|r| counter!(CACHE_OPS, "layer" => "local", "result" => r)),
+        valkey: ["hit", "miss", "error"]
+            .map(|r| counter!(CACHE_OPS, "layer" => "valkey", "result" => r)),
+    })
+}
+
 pub fn request(method: &Method, route: &'static str, status: StatusCode, elapsed: Duration) {
-    histogram!(
-        HTTP_DURATION,
-        "http_request_method" => method_label(method),
-        "http_route" => route,
-        "http_response_status_code" => status_label(status)
-    )
-    .record(elapsed.as_secs_f64());
+    let method = method_label(method);
+    let key = (method, route, status.as_u16());
+    DURATIONS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let h = cache.entry(key).or_insert_with(|| {
+            histogram!(
+                HTTP_DURATION,
+                "http_request_method" => method,
+                "http_route" => route,
+                "http_response_status_code" => status_label(status)
+            )
+        });
+        h.record(elapsed.as_secs_f64());
+    });
 }
 
 pub fn in_flight(delta: f64) {
-    gauge!(HTTP_IN_FLIGHT).increment(delta);
+    hot().in_flight.increment(delta);
 }
 
 /// A Valkey lookup; `result` is hit, miss or error.
 pub fn cache_valkey(result: &'static str) {
-    counter!(CACHE_OPS, "layer" => "valkey", "result" => result).increment(1);
+    let c = &hot().valkey;
+    match result {
+        "hit" => c[0].increment(1),
+        "miss" => c[1].increment(1),
+        _ => c[2].increment(1),
+    }
 }
 
 /// A near-cache (in-process) lookup; `result` is hit or miss.
 pub fn cache_local(result: &'static str) {
-    counter!(CACHE_OPS, "layer" => "local", "result" => result).increment(1);
+    let c = &hot().local;
+    match result {
+        "hit" => c[0].increment(1),
+        _ => c[1].increment(1),
+    }
 }
 
 pub fn db_pool_wait(elapsed: Duration) {
@@ -170,7 +218,12 @@ pub fn db_pool_wait(elapsed: Duration) {
 
 /// `result` is found, not_found or inactive.
 pub fn redirect(result: &'static str) {
-    counter!(REDIRECTS, "result" => result).increment(1);
+    let c = &hot().redirects;
+    match result {
+        "found" => c[0].increment(1),
+        "not_found" => c[1].increment(1),
+        _ => c[2].increment(1),
+    }
 }
 
 pub fn events_written(event_type: &'static str, n: u64) {

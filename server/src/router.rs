@@ -159,15 +159,19 @@ pub async fn handle(req: Request, st: &AppState) -> Response {
     let status = resp.status();
     m::request(&method, route, status, elapsed);
     m::in_flight(-1.0);
-    if st.cfg.access_log {
-        tracing::info!(
+    if st.cfg.access_log && tracing::level_filters::LevelFilter::current() >= tracing::Level::INFO {
+        if let Some(log) = st.access.get() {
+            log.write(&method, route, status, elapsed, &rid);
+        } else {
+            tracing::info!(
             method = %method,
             route,
             status = status.as_u16(),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = rid.to_str().unwrap_or_default(),
             "request"
-        );
+            );
+        }
     }
     resp.headers_mut().insert("x-request-id", rid);
     resp

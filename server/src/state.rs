@@ -18,6 +18,8 @@ pub struct AppState {
     pub cache: Cache,
     pub events: EventQueue,
     pub ready: Readiness,
+    /// The access log's direct writer, when the binary set one (see `access_log`).
+    pub access: std::sync::OnceLock<crate::access_log::AccessLog>,
     /// Concurrent redirect misses for one code share one lookup: (answer, from Valkey).
     pub flights: SingleFlight<(Option<Link>, bool)>,
 }
