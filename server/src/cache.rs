@@ -8,7 +8,12 @@
 //! - `lists:{users|urls|events}`: a hash of cached list pages, one field per distinct
 //!   query. A write drops the whole hash with one `UNLINK`: O(1) for the server (the
 //!   memory is reclaimed in the background), never `KEYS` or `SCAN`;
-//! - `tomb:{users|urls|events}`: set for a few seconds by a write to that family.
+//!
+//! A write leaves a short-lived tombstone in place of the entity and code keys it
+//! invalidates, and fills are `SET NX`, so a lookup that read PostgreSQL before the
+//! write cannot put the old answer back. List pages have no such guard: a family is
+//! invalidated by every write to it, and a tombstone there would keep busy lists
+//! uncached; a list fill racing a write can leave a page stale for up to the TTL.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, Weak};
@@ -411,25 +416,26 @@ impl Cache {
         counted(got.map(|v| v.map(Bytes::from)))
     }
 
-    /// Caches a list page, unless a write's tombstone for the family is up (a fill
-    /// that raced a write must not bring the old page back). The hash's TTL is set when
-    /// it is created and never extended, so no page outlives the TTL.
+    /// Caches a list page. The hash's TTL is set when it is created and never
+    /// extended, so no page outlives the TTL.
     pub fn put_list(&self, list: List, field: String, body: Bytes) {
         if !self.is_enabled() {
             return;
         }
         let key = self.key("lists", list.name());
-        let tomb = self.key("tomb", list.name());
         let this = self.clone();
         tokio::spawn(async move {
             this.run("hset", |mut c, ttl| async move {
-                PUT_LIST
-                    .key(&key)
-                    .key(&tomb)
-                    .arg(&field)
-                    .arg(body.as_ref())
+                redis::pipe()
+                    .atomic()
+                    .hset(&key, field, body.as_ref())
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(&key)
                     .arg(ttl)
-                    .invoke_async::<()>(&mut c)
+                    .arg("NX")
+                    .ignore()
+                    .query_async::<()>(&mut c)
                     .await
             })
             .await;
@@ -439,7 +445,7 @@ impl Cache {
     /// Drops entries before the write's response goes out, in one round trip: the
     /// entity keys and short codes are overwritten with a short-lived tombstone (so a
     /// fill that read PostgreSQL before the write cannot land after it: fills are
-    /// `SET NX`), list families are unlinked and tombstoned likewise, and the codes are
+    /// `SET NX`), list families are unlinked, and the codes are
     /// dropped from this replica's near cache and published to the others'.
     pub async fn invalidate(
         &self,
@@ -459,10 +465,7 @@ impl Cache {
         let mut keys: Vec<String> = Vec::with_capacity(entities.len() + codes.len());
         keys.extend(entities.iter().map(|(kind, id)| self.key(kind, id)));
         keys.extend(codes.iter().map(|code| self.key("code", code)));
-        let lists: Vec<(String, String)> = lists
-            .iter()
-            .map(|l| (self.key("lists", l.name()), self.key("tomb", l.name())))
-            .collect();
+        let lists: Vec<String> = lists.iter().map(|l| self.key("lists", l.name())).collect();
         let publish: Vec<String> = if inner.near.is_some() {
             codes.iter().map(|c| (*c).to_owned()).collect()
         } else {
@@ -483,14 +486,8 @@ impl Cache {
                         .arg(TOMBSTONE_MS)
                         .ignore();
                 }
-                for (list, tomb) in &lists {
+                for list in &lists {
                     pipe.unlink(list).ignore();
-                    pipe.cmd("SET")
-                        .arg(tomb)
-                        .arg(1)
-                        .arg("PX")
-                        .arg(TOMBSTONE_MS)
-                        .ignore();
                 }
                 for code in &publish {
                     pipe.publish(&channel, code).ignore();
@@ -532,16 +529,6 @@ const NEGATIVE: &str = "-";
 /// wait is 2 s by default, a query far less).
 const TOMBSTONE: &str = "";
 const TOMBSTONE_MS: u64 = 5_000;
-
-/// HSET a list page only while the family's tombstone is absent; the TTL is set once.
-static PUT_LIST: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-         redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
-         return 1",
-    )
-});
 
 fn counted(got: Option<Option<Bytes>>) -> Lookup<Bytes> {
     match got {
