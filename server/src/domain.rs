@@ -392,7 +392,10 @@ impl Input {
 
     /// Ends parsing: unknown fields and every recorded problem become one 422.
     pub fn finish(mut self) -> Result<()> {
-        let unknown: Vec<String> = self.map.keys().cloned().collect();
+        let unknown: Vec<String> = std::mem::take(&mut self.map)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
         for name in unknown {
             self.fail(&name, "unknown field");
         }
