@@ -108,11 +108,6 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
-/// The SQLSTATE of a PostgreSQL error, when it has one.
-pub fn sqlstate(e: &tokio_postgres::Error) -> Option<&tokio_postgres::error::SqlState> {
-    e.code()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
