@@ -207,6 +207,16 @@ pgbench_once() {
 
 row() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$WORK/rows.tsv"; }
 
+# CPU time (clock ticks, user + system) of a process, or of every process of a name.
+ticks_pid() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+ticks_user() { awk '{ print $14 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+ticks_name() {
+    local p t=0
+    for p in $(pgrep -x "$1"); do t=$((t + $(ticks_pid "$p"))); done
+    echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
 rss_start() { # PID: samples VmRSS (KiB) twice a second into rss.txt
     : >"$WORK/rss.txt"
     (while kill -0 "$1" 2>/dev/null; do
@@ -236,9 +246,17 @@ before_written=$(metric events_written_total 'event_type="redirect"')
 before_hit=$(metric cache_operations_total 'result="hit"')
 before_miss=$(metric cache_operations_total 'result="miss"')
 rss_start "$SERVER_PID"
+# Where the CPU goes during the measured runs (the cause of the gap to the ceiling):
+# the server, PostgreSQL (writing the redirect events) and Valkey, against the ceiling.
+cpu_srv=0 cpu_srv_user=0 cpu_pg=0 cpu_valkey=0 cpu_ceil=0 cpu_ceil_user=0 srv_secs=0 ceil_secs=0
 for ((r = 0; r < RUNS; r++)); do
+    a=$(ticks_pid "$SERVER_PID") au=$(ticks_user "$SERVER_PID") b=$(ticks_name postgres) v=$(ticks_name valkey-server) t0=$SECONDS
     wrk_once redirect_64 redirect.lua "$PORT" "$CONNS"
+    cpu_srv=$((cpu_srv + $(ticks_pid "$SERVER_PID") - a)) cpu_srv_user=$((cpu_srv_user + $(ticks_user "$SERVER_PID") - au))
+    cpu_pg=$((cpu_pg + $(ticks_name postgres) - b)) cpu_valkey=$((cpu_valkey + $(ticks_name valkey-server) - v))
+    a=$(ticks_pid "$CEILING_PID") au=$(ticks_user "$CEILING_PID")
     wrk_once ceiling_64 redirect.lua "$CEIL_PORT" "$CONNS"
+    cpu_ceil=$((cpu_ceil + $(ticks_pid "$CEILING_PID") - a)) cpu_ceil_user=$((cpu_ceil_user + $(ticks_user "$CEILING_PID") - au))
 done
 rss=$(rss_stop)
 sleep 1 # the event writer flushes every 50 ms
@@ -254,6 +272,10 @@ row "ceiling GET /{code}, $CONNS conns" ceiling_64 - -
 note "- Cached redirect at $CONNS connections: server RSS peak under load ${rss} MiB (target < 64 MiB)."
 note "- Events: $found redirects found during the measured runs, $written redirect events written (difference $((found - written))); events_dropped_total = $dropped. Since start: $all_found redirects, $db_events redirect rows in PostgreSQL."
 note "- Cache during the measured runs: $hits hits, $misses misses (cache_operations_total, all layers)."
+# CPU per request from the wrk request counts of the same runs.
+python3 scripts/perf/report.py cpu "$M/redirect_64.jsonl" "$M/ceiling_64.jsonl" "$HZ" \
+    "$cpu_srv" "$cpu_srv_user" "$cpu_pg" "$cpu_valkey" "$cpu_ceil" "$cpu_ceil_user" "$written" >>"$WORK/notes.md"
+tail -n 1 "$WORK/notes.md" >&2
 
 for c in 1 16 256; do
     for ((r = 0; r < RUNS; r++)); do
@@ -280,6 +302,40 @@ done
 row "cached redirect, near cache off (Valkey only), $CONNS conns" redirect_64_nonear ceiling_64_b "ceiling, same minutes"
 stop_pid "$CEILING_PID" 2
 CEILING_PID=""
+
+# === runtime tuning: each knob against the defaults' cached-redirect figures ===
+
+start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true TCP_NODELAY=false
+warm
+for ((r = 0; r < RUNS; r++)); do
+    wrk_once redirect_64_nodelay_off redirect.lua "$PORT" "$CONNS"
+done
+row "tuning: TCP_NODELAY=false, $CONNS conns" redirect_64_nodelay_off redirect_64 "TCP_NODELAY=true (default)"
+
+# Not pinned, a worker per core: the server shares both cores with wrk and the databases.
+SAVED_PIN=("${ON_SERVER[@]}")
+ON_SERVER=()
+start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true WORKER_THREADS=2
+warm
+for ((r = 0; r < RUNS; r++)); do
+    wrk_once redirect_64_unpinned redirect.lua "$PORT" "$CONNS"
+done
+ON_SERVER=("${SAVED_PIN[@]}")
+row "tuning: server unpinned, WORKER_THREADS=2, $CONNS conns" redirect_64_unpinned redirect_64 "pinned to one core, 1 worker (default here)"
+
+# HTTP/1 pipelining (PERF_PIPELINE requests per write): one flush per batch or per response.
+start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true
+warm
+for ((r = 0; r < RUNS; r++)); do
+    wrk_once redirect_pipelined redirect_pipelined.lua "$PORT" "$CONNS"
+done
+start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true HTTP1_PIPELINE_FLUSH=false
+warm
+for ((r = 0; r < RUNS; r++)); do
+    wrk_once redirect_pipelined_noflush redirect_pipelined.lua "$PORT" "$CONNS"
+done
+row "tuning: pipelined x16, HTTP1_PIPELINE_FLUSH=true (default), $CONNS conns" redirect_pipelined redirect_64 "not pipelined"
+row "tuning: pipelined x16, HTTP1_PIPELINE_FLUSH=false, $CONNS conns" redirect_pipelined_noflush redirect_pipelined "HTTP1_PIPELINE_FLUSH=true"
 
 # === (b) uncached GET /urls/{id} vs pgbench -S ===
 

@@ -4,6 +4,8 @@ scripts' PERFJSON line, take medians over runs, and print the results table.
 
   report.py pgbench STDOUT LOGPREFIX         -> one JSON line (stdout)
   report.py table ROWS MEASURE_DIR NOTES     -> the markdown table and notes (stdout)
+  report.py cpu SERVER.jsonl CEILING.jsonl HZ SRV SRV_USER PG VALKEY CEIL CEIL_USER EVENTS
+                                             -> one notes line: CPU per request (stdout)
 
 ROWS has one row per line: scenario<TAB>label<TAB>baseline-label (or -)<TAB>baseline-name.
 Each label is MEASURE_DIR/<label>.jsonl, one JSON object per run.
@@ -115,12 +117,36 @@ def detail(measure_dir):
         )
 
 
+def cpu(server_jsonl, ceiling_jsonl, hz, srv, srv_user, pg, valkey, ceil, ceil_user, events):
+    """CPU ticks summed over the measured runs -> cores busy and microseconds per request."""
+    def totals(path):
+        runs = [json.loads(l) for l in open(path) if l.strip()]
+        return sum(r["requests"] for r in runs), sum(r["seconds"] for r in runs)
+
+    hz = float(hz)
+    n_srv, t_srv = totals(server_jsonl)
+    n_ceil, t_ceil = totals(ceiling_jsonl)
+    srv, srv_user, pg, valkey = (int(x) / hz for x in (srv, srv_user, pg, valkey))
+    ceil, ceil_user = int(ceil) / hz, int(ceil_user) / hz
+    us = lambda secs, n: secs * 1e6 / n if n else 0
+    events = int(events)
+    print(
+        f"- CPU during the cached-redirect runs (/proc, user + system): server "
+        f"{srv / t_srv:.2f} cores, {us(srv, n_srv):.1f} µs per request ({us(srv_user, n_srv):.1f} in user space); "
+        f"PostgreSQL {pg / t_srv:.2f} cores, {us(pg, events):.1f} µs per redirect event written; "
+        f"Valkey {valkey / t_srv:.2f} cores. Ceiling: {ceil / t_ceil:.2f} cores, "
+        f"{us(ceil, n_ceil):.1f} µs per request ({us(ceil_user, n_ceil):.1f} in user space)."
+    )
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "pgbench":
         pgbench(sys.argv[2], sys.argv[3])
     elif cmd == "table":
         table(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif cmd == "cpu":
+        cpu(*sys.argv[2:13])
     elif cmd == "detail":
         detail(sys.argv[2])
     elif cmd == "median":

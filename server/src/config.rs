@@ -163,8 +163,9 @@ pub struct Config {
         global = true
     )]
     pub near_cache_capacity: usize,
-    /// Longest a near-cache entry is served; invalidations normally drop it far sooner.
-    #[arg(long, env = "NEAR_CACHE_TTL_MS", value_name = "NEAR_CACHE_TTL_MS", default_value_t = 10_000,
+    /// Longest a near-cache entry is served. Writes through the API drop entries within
+    /// milliseconds on every replica; this bounds rows edited outside the API.
+    #[arg(long, env = "NEAR_CACHE_TTL_MS", value_name = "NEAR_CACHE_TTL_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub near_cache_ttl_ms: u64,
 
@@ -226,6 +227,16 @@ pub struct Config {
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", value_name = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub header_read_timeout_seconds: u64,
+    /// TCP_NODELAY on client connections: a response goes out at once instead of
+    /// waiting for the previous segment's ACK (PERF.md#runtime-tuning).
+    #[arg(long, env = "TCP_NODELAY", value_name = "TCP_NODELAY", default_value_t = true,
+          action = clap::ArgAction::Set, global = true)]
+    pub tcp_nodelay: bool,
+    /// Answer pipelined HTTP/1 requests with one write for the batch instead of one
+    /// per response (PERF.md#runtime-tuning).
+    #[arg(long, env = "HTTP1_PIPELINE_FLUSH", value_name = "HTTP1_PIPELINE_FLUSH", default_value_t = true,
+          action = clap::ArgAction::Set, global = true)]
+    pub http1_pipeline_flush: bool,
     /// Drain deadline for in-flight requests on shutdown.
     #[arg(
         long,

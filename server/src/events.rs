@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{Map, Value};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, List};
-use crate::db::events::Batch;
+use crate::db::events::{Batch, RawJson};
 use crate::db::{self, Db};
 use crate::metrics as m;
 
@@ -53,18 +52,32 @@ impl Redirect {
         }
     }
 
-    /// The event's `details` object.
-    pub fn details(&self) -> Value {
-        let mut d = Map::with_capacity(3);
-        d.insert("short_code".into(), Value::String(self.short_code.clone()));
+    /// The event's `details` object, serialised: `short_code`, then `referrer` and
+    /// `user_agent` when the request had them.
+    pub fn details(&self) -> RawJson {
+        let extra = self.referrer.as_ref().map_or(0, |r| r.len() + 16)
+            + self.user_agent.as_ref().map_or(0, |u| u.len() + 16);
+        let mut out = Vec::with_capacity(24 + self.short_code.len() + extra);
+        out.extend_from_slice(br#"{"short_code":"#);
+        json_str(&mut out, &self.short_code);
         if let Some(r) = &self.referrer {
-            d.insert("referrer".into(), Value::String(r.clone()));
+            out.extend_from_slice(br#","referrer":"#);
+            json_str(&mut out, r);
         }
         if let Some(ua) = &self.user_agent {
-            d.insert("user_agent".into(), Value::String(ua.clone()));
+            out.extend_from_slice(br#","user_agent":"#);
+            json_str(&mut out, ua);
         }
-        Value::Object(d)
+        out.push(b'}');
+        // Only UTF-8 went in: the keys above and serde_json's escaped strings.
+        RawJson(String::from_utf8(out).unwrap_or_else(|_| String::from("{}")))
     }
+}
+
+/// Appends `s` as a JSON string literal (quoted, escaped by serde_json).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail, and a &str always serialises.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Cuts to at most HEADER_KEEP bytes on a character boundary.
@@ -136,6 +149,7 @@ async fn write_loop(
     let mut pending: Vec<Redirect> = Vec::with_capacity(batch_max);
     let mut batch = Batch::with_capacity(batch_max);
     let mut closing = false;
+    let mut conn = None;
     loop {
         // Wait for the first event of a batch (or the shutdown signal) ...
         if pending.is_empty() {
@@ -162,7 +176,7 @@ async fn write_loop(
             let details = e.details();
             batch.push(e.url_id, e.user_id, "redirect", e.at, details);
         }
-        if write(&db, &batch).await {
+        if write(&db, &mut conn, &batch).await {
             // Cached /events pages may now be missing these rows.
             cache.invalidate(&[], &[], &[List::Events]).await;
         }
@@ -173,11 +187,26 @@ async fn write_loop(
 
 /// Writes one batch, retrying a few times; drops (and counts) it after that.
 /// Returns whether it was written.
-async fn write(db: &Db, batch: &Batch) -> bool {
+///
+/// The writer keeps one pooled connection between batches (`conn`) and lets it go
+/// after a failure. Taking a different one per batch made every connection of the
+/// pool grow its buffers to a batch's size (about 14 MiB of RSS across 60) and
+/// spread the inserts over every PostgreSQL backend (PERF.md#what-was-tried).
+async fn write(db: &Db, conn: &mut Option<deadpool_postgres::Object>, batch: &Batch) -> bool {
     const ATTEMPTS: u32 = 3;
     for attempt in 1..=ATTEMPTS {
-        let res = match db.get().await {
-            Ok(client) => db::events::insert_batch(&client, batch).await,
+        let client = match conn.take() {
+            Some(c) => Ok(c),
+            None => db.get().await,
+        };
+        let res = match client {
+            Ok(client) => {
+                let res = db::events::insert_batch(&client, batch).await;
+                if res.is_ok() {
+                    *conn = Some(client);
+                }
+                res
+            }
             Err(e) => Err(e),
         };
         match res {
@@ -210,12 +239,26 @@ mod tests {
         assert!(t.chars().all(|c| c == 'é'));
     }
 
+    fn parsed(e: &Redirect) -> serde_json::Value {
+        serde_json::from_str(&e.details().0).expect("details are JSON")
+    }
+
     #[test]
     fn details_carry_only_what_was_sent() {
         let e = Redirect::new(1, 2, "abc123", None, Some("curl/8"));
         assert_eq!(
-            e.details(),
+            parsed(&e),
             serde_json::json!({"short_code": "abc123", "user_agent": "curl/8"})
+        );
+    }
+
+    #[test]
+    fn details_escape_what_clients_send() {
+        let nasty = "a\"b\\c\n\u{1}é\u{2028}}{";
+        let e = Redirect::new(1, 2, "abc123", Some(nasty), Some(nasty));
+        assert_eq!(
+            parsed(&e),
+            serde_json::json!({"short_code": "abc123", "referrer": nasty, "user_agent": nasty})
         );
     }
 }

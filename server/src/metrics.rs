@@ -63,9 +63,27 @@ pub fn init() -> bool {
             gauge!(EVENT_QUEUE_DEPTH).set(0.0);
             gauge!(HTTP_IN_FLIGHT).set(0.0);
             hot();
+            spawn_upkeep(handle.clone());
             Some(Exporter { handle, process })
         })
         .is_some()
+}
+
+/// Histogram samples wait in per-metric buffers until an upkeep folds them into the
+/// buckets. Without this thread that happened only on a scrape, so a replica nobody
+/// scraped grew by 8 bytes per request (~3 MiB per 10 s of cached-redirect load,
+/// PERF.md#what-was-tried); the exporter's own `install()` runs the same loop.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no metrics upkeep thread; histograms drain on scrape only");
+    }
 }
 
 fn describe() {

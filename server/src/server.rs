@@ -47,7 +47,8 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(st.cfg.header_read_timeout_seconds))
-        .keep_alive(true);
+        .keep_alive(true)
+        .pipeline_flush(st.cfg.http1_pipeline_flush);
     tokio::pin!(shutdown);
     loop {
         // Past the connection cap, stop accepting (the kernel backlog queues) rather
@@ -71,7 +72,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
+        if st.cfg.tcp_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         let st = Arc::clone(&st);
         let svc = service_fn(move |req| {
             let st = Arc::clone(&st);

@@ -109,7 +109,9 @@ async fn serve(listener: TcpListener, map: Arc<Map>) {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
-        .keep_alive(true);
+        .keep_alive(true)
+        // The server's defaults for HTTP1_PIPELINE_FLUSH and TCP_NODELAY.
+        .pipeline_flush(true);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,

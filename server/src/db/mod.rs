@@ -11,7 +11,7 @@ pub mod users;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
-    Hook, HookError, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -46,6 +46,10 @@ impl Db {
             .create_timeout(Some(Duration::from_millis(cfg.database_connect_timeout_ms)))
             .recycle_timeout(Some(Duration::from_secs(2)))
             .runtime(Runtime::Tokio1)
+            // Most recently returned first: a light load keeps reusing a few warm
+            // connections (and their PostgreSQL backends) instead of cycling through
+            // all of them, each growing its buffers (PERF.md#what-was-tried).
+            .queue_mode(QueueMode::Lifo)
             // Prepare every statement once per connection, so requests only ever
             // execute and a schema mismatch shows at connect time.
             .post_create(Hook::async_fn(|client, _| {
