@@ -101,6 +101,11 @@ pub fn format_line(
 
 /// JSON string escaping for the few characters header values and routes can hold.
 fn escape_into(out: &mut String, s: &str) {
+    // Almost always nothing to escape: one scan and one copy.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -2,7 +2,7 @@
 //! query string. Constant header values are statics, built once.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
@@ -16,7 +16,9 @@ pub static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application
 pub static CACHE_HIT: HeaderValue = HeaderValue::from_static("HIT");
 pub static CACHE_MISS: HeaderValue = HeaderValue::from_static("MISS");
 pub static NO_SHARED_CACHE: HeaderValue = HeaderValue::from_static("private, max-age=0");
-pub const X_CACHE: &str = "x-cache";
+// Header names as values: a `&str` name is parsed again on every insert.
+pub static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A JSON response from already-encoded bytes.
 pub fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response {
@@ -40,7 +42,7 @@ pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T
 pub fn cached_json(body: Bytes, hit: bool) -> Response {
     let mut resp = json_bytes(StatusCode::OK, body);
     resp.headers_mut().insert(
-        X_CACHE,
+        X_CACHE.clone(),
         if hit {
             CACHE_HIT.clone()
         } else {

@@ -78,7 +78,7 @@ pub async fn follow(code: &str, req: &Request, st: &AppState) -> Result<Response
     headers.insert(header::LOCATION, target.location);
     headers.insert(header::CACHE_CONTROL, NO_SHARED_CACHE.clone());
     headers.insert(
-        X_CACHE,
+        X_CACHE.clone(),
         if hit {
             CACHE_HIT.clone()
         } else {

@@ -423,3 +423,34 @@ async fn with_a_metrics_port_metrics_move_off_the_api_port() {
         .expect("GET");
     assert_eq!(resp.status(), 404, "the metrics port serves nothing else");
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_echoed_or_fresh() {
+    let app = spawn_app().await;
+    let echoed = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .expect("GET /health");
+    assert_eq!(echoed.headers()["x-request-id"], "trace-42");
+
+    // Without one (or with an empty one), each response gets its own `{pid:08x}-{seq:x}`.
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..20 {
+        let mut req = app.client.get(app.url("/no/such/route/here"));
+        if i % 2 == 0 {
+            req = req.header("x-request-id", "");
+        }
+        let resp = req.send().await.expect("GET");
+        let id = resp.headers()["x-request-id"]
+            .to_str()
+            .expect("ASCII id")
+            .to_owned();
+        let (pid, seq) = id.split_once('-').expect("pid-seq");
+        assert_eq!(pid, format!("{:08x}", std::process::id()), "{id}");
+        assert!(!seq.is_empty() && seq.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert!(seen.insert(id.clone()), "request id {id} repeated");
+    }
+}
