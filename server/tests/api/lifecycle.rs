@@ -450,7 +450,10 @@ async fn every_response_carries_a_request_id_echoed_or_fresh() {
             .to_owned();
         let (pid, seq) = id.split_once('-').expect("pid-seq");
         assert_eq!(pid, format!("{:08x}", std::process::id()), "{id}");
-        assert!(!seq.is_empty() && seq.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert!(
+            !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
         assert!(seen.insert(id.clone()), "request id {id} repeated");
     }
 }
