@@ -236,6 +236,18 @@ warm() {
     sleep 1 # cache fills are fire-and-forget
 }
 
+# fresh_runs LABEL SCRIPT ENV=VALUE...: a server with that environment, a warm pass,
+# then RUNS measurements with SCRIPT at CONNS connections.
+fresh_runs() {
+    local label=$1 script=$2 r
+    shift 2
+    start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true "$@"
+    warm
+    for ((r = 0; r < RUNS; r++)); do
+        wrk_once "$label" "$script" "$PORT" "$CONNS"
+    done
+}
+
 # === (a) cached redirect vs the ceiling, (e) scaling ===
 
 start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true
@@ -285,11 +297,7 @@ for c in 1 16 256; do
 done
 
 # Access log off: what the one JSON line per request costs.
-start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=false
-warm
-for ((r = 0; r < RUNS; r++)); do
-    wrk_once redirect_64_nolog redirect.lua "$PORT" "$CONNS"
-done
+fresh_runs redirect_64_nolog redirect.lua ACCESS_LOG=false # the last assignment wins
 row "cached redirect, ACCESS_LOG=false, $CONNS conns" redirect_64_nolog redirect_64 "same, ACCESS_LOG=true"
 
 # Near cache off: every redirect goes to Valkey, what the in-process layer saves.
@@ -305,35 +313,19 @@ CEILING_PID=""
 
 # === runtime tuning: each knob against the defaults' cached-redirect figures ===
 
-start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true TCP_NODELAY=false
-warm
-for ((r = 0; r < RUNS; r++)); do
-    wrk_once redirect_64_nodelay_off redirect.lua "$PORT" "$CONNS"
-done
+fresh_runs redirect_64_nodelay_off redirect.lua TCP_NODELAY=false
 row "tuning: TCP_NODELAY=false, $CONNS conns" redirect_64_nodelay_off redirect_64 "TCP_NODELAY=true (default)"
 
 # Not pinned, a worker per core: the server shares both cores with wrk and the databases.
 SAVED_PIN=("${ON_SERVER[@]}")
 ON_SERVER=()
-start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true WORKER_THREADS=2
-warm
-for ((r = 0; r < RUNS; r++)); do
-    wrk_once redirect_64_unpinned redirect.lua "$PORT" "$CONNS"
-done
+fresh_runs redirect_64_unpinned redirect.lua WORKER_THREADS=2
 ON_SERVER=("${SAVED_PIN[@]}")
 row "tuning: server unpinned, WORKER_THREADS=2, $CONNS conns" redirect_64_unpinned redirect_64 "pinned to one core, 1 worker (default here)"
 
 # HTTP/1 pipelining (PERF_PIPELINE requests per write): one flush per batch or per response.
-start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true
-warm
-for ((r = 0; r < RUNS; r++)); do
-    wrk_once redirect_pipelined redirect_pipelined.lua "$PORT" "$CONNS"
-done
-start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true HTTP1_PIPELINE_FLUSH=false
-warm
-for ((r = 0; r < RUNS; r++)); do
-    wrk_once redirect_pipelined_noflush redirect_pipelined.lua "$PORT" "$CONNS"
-done
+fresh_runs redirect_pipelined redirect_pipelined.lua
+fresh_runs redirect_pipelined_noflush redirect_pipelined.lua HTTP1_PIPELINE_FLUSH=false
 row "tuning: pipelined x16, HTTP1_PIPELINE_FLUSH=true (default), $CONNS conns" redirect_pipelined redirect_64 "not pipelined"
 row "tuning: pipelined x16, HTTP1_PIPELINE_FLUSH=false, $CONNS conns" redirect_pipelined_noflush redirect_pipelined "HTTP1_PIPELINE_FLUSH=true"
 
