@@ -325,9 +325,9 @@ row "tuning: server unpinned, WORKER_THREADS=2, $CONNS conns" redirect_64_unpinn
 
 # HTTP/1 pipelining (PERF_PIPELINE requests per write): one flush per batch or per response.
 fresh_runs redirect_pipelined redirect_pipelined.lua
-fresh_runs redirect_pipelined_noflush redirect_pipelined.lua HTTP1_PIPELINE_FLUSH=false
-row "tuning: pipelined x16, HTTP1_PIPELINE_FLUSH=true (default), $CONNS conns" redirect_pipelined redirect_64 "not pipelined"
-row "tuning: pipelined x16, HTTP1_PIPELINE_FLUSH=false, $CONNS conns" redirect_pipelined_noflush redirect_pipelined "HTTP1_PIPELINE_FLUSH=true"
+fresh_runs redirect_pipelined_flush redirect_pipelined.lua HTTP1_PIPELINE_FLUSH=true
+row "tuning: pipelined x16, HTTP1_PIPELINE_FLUSH=false (default), $CONNS conns" redirect_pipelined redirect_64 "not pipelined"
+row "tuning: pipelined x16, HTTP1_PIPELINE_FLUSH=true, $CONNS conns" redirect_pipelined_flush redirect_pipelined "HTTP1_PIPELINE_FLUSH=false"
 
 # === (b) uncached GET /urls/{id} vs pgbench -S ===
 

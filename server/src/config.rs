@@ -233,8 +233,9 @@ pub struct Config {
           action = clap::ArgAction::Set, global = true)]
     pub tcp_nodelay: bool,
     /// Answer pipelined HTTP/1 requests with one write for the batch instead of one
-    /// per response (PERF.md#runtime-tuning).
-    #[arg(long, env = "HTTP1_PIPELINE_FLUSH", value_name = "HTTP1_PIPELINE_FLUSH", default_value_t = true,
+    /// per response. Off by default: with it on, hyper lost the early 413 answer to an
+    /// oversized chunked body when it closed the connection (PERF.md#what-was-tried).
+    #[arg(long, env = "HTTP1_PIPELINE_FLUSH", value_name = "HTTP1_PIPELINE_FLUSH", default_value_t = false,
           action = clap::ArgAction::Set, global = true)]
     pub http1_pipeline_flush: bool,
     /// Drain deadline for in-flight requests on shutdown.

@@ -110,8 +110,8 @@ async fn serve(listener: TcpListener, map: Arc<Map>) {
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true)
-        // The server's defaults for HTTP1_PIPELINE_FLUSH and TCP_NODELAY.
-        .pipeline_flush(true);
+        // The server's defaults for HTTP1_PIPELINE_FLUSH (off) and TCP_NODELAY (on).
+        .pipeline_flush(false);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(c) => c,
