@@ -43,13 +43,19 @@ thread_local! {
 }
 
 /// Appends the decimal digits of `n`, zero-padded to `width`.
-fn push_num(out: &mut String, mut n: u64, width: usize) {
-    let mut buf = [b'0'; 20];
+fn push_num(out: &mut String, n: u64, width: usize) {
+    push_digits(out, n, 10, width);
+}
+
+/// Appends `n` in `radix` (2 to 16, lower-case), zero-padded to `width`, without the
+/// `fmt` machinery (PERF.md#what-was-tried).
+pub(crate) fn push_digits(out: &mut String, mut n: u64, radix: u64, width: usize) {
+    let mut buf = [b'0'; 64];
     let mut i = buf.len();
     loop {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+        buf[i] = b"0123456789abcdef"[(n % radix) as usize];
+        n /= radix;
         if n == 0 {
             break;
         }
@@ -121,6 +127,19 @@ fn escape_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digits_in_any_radix_with_padding() {
+        let mut s = String::new();
+        push_digits(&mut s, 0, 10, 1);
+        s.push(' ');
+        push_digits(&mut s, 42, 10, 6);
+        s.push(' ');
+        push_digits(&mut s, 0xdead_beef, 16, 1);
+        s.push(' ');
+        push_digits(&mut s, u64::MAX, 2, 1);
+        assert_eq!(s, format!("0 000042 deadbeef {:b}", u64::MAX));
+    }
 
     #[test]
     fn a_line_is_one_json_object_with_the_tracing_shape() {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{HeaderValue, Method};
 
+use crate::access_log::push_digits;
 use crate::error::{Error, Result};
 use crate::handlers::{events, health, redirect, urls, users};
 use crate::http_util::{Request, Response, X_REQUEST_ID};
@@ -143,21 +144,9 @@ fn request_id(req: &Request) -> HeaderValue {
     // PERF: digits by hand, no `format!` per request (PERF.md#what-was-tried).
     static PID_PREFIX: OnceLock<String> = OnceLock::new();
     let prefix = PID_PREFIX.get_or_init(|| format!("{:08x}-", std::process::id()));
-    let seq = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
-    let mut buf = [0u8; 16];
-    let mut i = buf.len();
-    let mut n = seq;
-    loop {
-        i -= 1;
-        buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut id = Vec::with_capacity(prefix.len() + buf.len() - i);
-    id.extend_from_slice(prefix.as_bytes());
-    id.extend_from_slice(&buf[i..]);
+    let mut id = String::with_capacity(prefix.len() + 16);
+    id.push_str(prefix);
+    push_digits(&mut id, REQUEST_SEQ.fetch_add(1, Ordering::Relaxed), 16, 1);
     // Hex digits and a dash are always a valid header value.
     HeaderValue::from_maybe_shared(Bytes::from(id))
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
@@ -184,12 +173,12 @@ pub async fn handle(req: Request, st: &AppState) -> Response {
             log.write(&method, route, status, elapsed, &rid);
         } else {
             tracing::info!(
-            method = %method,
-            route,
-            status = status.as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = rid.to_str().unwrap_or_default(),
-            "request"
+                method = %method,
+                route,
+                status = status.as_u16(),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                request_id = rid.to_str().unwrap_or_default(),
+                "request"
             );
         }
     }
