@@ -50,12 +50,56 @@ pub struct SeedArgs {
     pub events: u64,
 }
 
+/// A setting that may hold a password: `Debug` shows it with the password
+/// replaced (a URL keeps its user and host), so the effective configuration can be
+/// logged whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, for the code that connects with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.contains("://") {
+            write!(f, "{:?}", redact_url(&self.0))
+        } else {
+            f.write_str("[redacted]")
+        }
+    }
+}
+
 /// Everything `serve` needs; built from the environment by clap, or by hand in tests.
-#[derive(Clone, Args)]
+/// `Debug` is derived, so the effective configuration logged at start lists every
+/// setting; secrets are `Secret`s and print redacted.
+#[derive(Clone, Debug, Args)]
 pub struct Config {
     /// PostgreSQL connection URL; when unset, built from the DATABASE_HOST/PORT/NAME/USER/PASSWORD parts.
     #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL", global = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     #[arg(
         long,
         env = "DATABASE_HOST",
@@ -95,7 +139,7 @@ pub struct Config {
         hide_env_values = true,
         global = true
     )]
-    pub database_password: Option<String>,
+    pub database_password: Option<Secret>,
     /// Pooled PostgreSQL connections per replica: 3 replicas x 60 + 20 reserved = max_connections 200.
     #[arg(long, env = "DATABASE_POOL_MAX", value_name = "DATABASE_POOL_MAX", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
@@ -104,6 +148,15 @@ pub struct Config {
     #[arg(long, env = "DATABASE_POOL_TIMEOUT_MS", value_name = "DATABASE_POOL_TIMEOUT_MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub database_pool_timeout_ms: u64,
+    /// Longest one SQL statement of a request may run (lock waits included), set on
+    /// every pooled connection; past it the request gets a 503 with Retry-After.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", value_name = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 3000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub database_statement_timeout_ms: u64,
+    /// Longest a bulk import's statements may run (POST /users/bulk).
+    #[arg(long, env = "DATABASE_BULK_STATEMENT_TIMEOUT_MS", value_name = "DATABASE_BULK_STATEMENT_TIMEOUT_MS", default_value_t = 120_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub database_bulk_statement_timeout_ms: u64,
     /// Connect timeout for a new PostgreSQL connection.
     #[arg(long, env = "DATABASE_CONNECT_TIMEOUT_MS", value_name = "DATABASE_CONNECT_TIMEOUT_MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
@@ -111,10 +164,10 @@ pub struct Config {
 
     /// Valkey (or Redis) URL for the cache.
     #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL", global = true)]
-    pub redis_url: Option<String>,
+    pub redis_url: Option<Secret>,
     /// Alias of REDIS_URL; REDIS_URL wins when both are set.
     #[arg(long, env = "VALKEY_URL", value_name = "VALKEY_URL", global = true)]
-    pub valkey_url: Option<String>,
+    pub valkey_url: Option<Secret>,
     /// Comma-separated host:port list of Valkey Sentinels; when set, the master is discovered through them.
     #[arg(
         long,
@@ -144,6 +197,10 @@ pub struct Config {
     #[arg(long, env = "CACHE_TIMEOUT_MS", value_name = "CACHE_TIMEOUT_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=60_000), global = true)]
     pub cache_timeout_ms: u64,
+    /// Most cached pages one list family (users, urls, events) holds at once.
+    #[arg(long, env = "CACHE_LIST_MAX_PAGES", value_name = "CACHE_LIST_MAX_PAGES", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub cache_list_max_pages: u64,
     /// Prefix of every Valkey key, so several deployments (or test runs) can share one Valkey.
     #[arg(
         long,
@@ -227,6 +284,10 @@ pub struct Config {
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", value_name = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub header_read_timeout_seconds: u64,
+    /// Time a client has to send a request body once its headers are in; then 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECONDS", value_name = "BODY_READ_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub body_read_timeout_seconds: u64,
     /// TCP_NODELAY on client connections: a response goes out at once instead of
     /// waiting for the previous segment's ACK (PERF.md#runtime-tuning).
     #[arg(long, env = "TCP_NODELAY", value_name = "TCP_NODELAY", default_value_t = true,
@@ -238,7 +299,9 @@ pub struct Config {
     #[arg(long, env = "HTTP1_PIPELINE_FLUSH", value_name = "HTTP1_PIPELINE_FLUSH", default_value_t = false,
           action = clap::ArgAction::Set, global = true)]
     pub http1_pipeline_flush: bool,
-    /// Drain deadline for in-flight requests on shutdown.
+    /// The whole shutdown's budget, from the signal to exit: draining connections,
+    /// then writing the queued redirect events, within this many seconds in all. Keep
+    /// preStop + this below the pod's terminationGracePeriodSeconds.
     #[arg(
         long,
         env = "SHUTDOWN_TIMEOUT_SECONDS",
@@ -327,6 +390,7 @@ impl Config {
     pub fn pg_config(&self) -> anyhow::Result<tokio_postgres::Config> {
         let mut cfg = match &self.database_url {
             Some(url) => url
+                .expose()
                 .parse::<tokio_postgres::Config>()
                 .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?,
             None => {
@@ -336,7 +400,7 @@ impl Config {
                     .dbname(&self.database_name)
                     .user(&self.database_user);
                 if let Some(pw) = &self.database_password {
-                    c.password(pw);
+                    c.password(pw.expose());
                 }
                 c
             }
@@ -349,9 +413,9 @@ impl Config {
     /// The cache URL: REDIS_URL, else VALKEY_URL, else the local default.
     pub fn cache_url(&self) -> &str {
         self.redis_url
-            .as_deref()
-            .or(self.valkey_url.as_deref())
-            .unwrap_or("redis://127.0.0.1:6379/")
+            .as_ref()
+            .or(self.valkey_url.as_ref())
+            .map_or("redis://127.0.0.1:6379/", Secret::expose)
     }
 
     pub fn cache_ttl(&self) -> Duration {
@@ -375,47 +439,6 @@ fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
-    }
-}
-
-impl fmt::Debug for Config {
-    // Secrets print as [redacted]: the effective config is logged at start.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(redact_url),
-            )
-            .field("database_host", &self.database_host)
-            .field("database_port", &self.database_port)
-            .field("database_name", &self.database_name)
-            .field("database_user", &self.database_user)
-            .field(
-                "database_password",
-                &self.database_password.as_ref().map(|_| "[redacted]"),
-            )
-            .field("database_pool_max", &self.database_pool_max)
-            .field("database_pool_timeout_ms", &self.database_pool_timeout_ms)
-            .field("cache_url", &redact_url(self.cache_url()))
-            .field("valkey_sentinels", &self.valkey_sentinels)
-            .field("cache_enabled", &self.cache_enabled)
-            .field("cache_ttl_seconds", &self.cache_ttl_seconds)
-            .field("cache_timeout_ms", &self.cache_timeout_ms)
-            .field("cache_key_prefix", &self.cache_key_prefix)
-            .field("near_cache_capacity", &self.near_cache_capacity)
-            .field("near_cache_ttl_ms", &self.near_cache_ttl_ms)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("metrics_port", &self.metrics_port)
-            .field("log_level", &self.log_level)
-            .field("body_limit_bytes", &self.body_limit_bytes)
-            .field("users_list_max", &self.users_list_max)
-            .field("shutdown_timeout_seconds", &self.shutdown_timeout_seconds)
-            .field("ready_db_grace_seconds", &self.ready_db_grace_seconds)
-            .field("event_queue_capacity", &self.event_queue_capacity)
-            .field("event_batch_max", &self.event_batch_max)
-            .field("event_flush_interval_ms", &self.event_flush_interval_ms)
-            .finish_non_exhaustive()
     }
 }
 
@@ -461,6 +484,29 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("[redacted]"));
+    }
+
+    /// Issue #10: the effective-configuration log line left out about ten settings
+    /// while `Debug` was written by hand; every setting must show.
+    #[test]
+    fn the_logged_configuration_names_every_setting() {
+        use clap::CommandFactory;
+        let cfg = Config::with_urls("postgres://app:pw@db/app", "redis://:pw@v/");
+        let shown = format!("{cfg:?}");
+        let cmd = Cli::command();
+        let ids: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .filter(|id| !matches!(id.as_str(), "help" | "version"))
+            .collect();
+        assert!(ids.len() > 40, "{ids:?}");
+        for id in ids {
+            assert!(
+                shown.contains(&format!("{id}:")),
+                "{id} missing from {shown}"
+            );
+        }
+        assert!(!shown.contains(":pw@"), "{shown}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::cache::{Cache, List};
 use crate::db::events::{Batch, RawJson};
 use crate::db::{self, Db};
+use crate::domain::EventKind;
 use crate::metrics as m;
 
 /// Referrer and user agent are kept to this many bytes.
@@ -80,16 +81,19 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// Cuts to at most HEADER_KEEP bytes on a character boundary.
+/// Cuts to at most HEADER_KEEP bytes on a character boundary, without NUL (which
+/// `jsonb` refuses: one such header would fail its whole batch).
 fn truncate(s: &str) -> String {
-    if s.len() <= HEADER_KEEP {
-        return s.to_owned();
-    }
-    let mut end = HEADER_KEEP;
+    let mut end = s.len().min(HEADER_KEEP);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    let kept = &s[..end];
+    if kept.contains('\0') {
+        kept.replace('\0', "")
+    } else {
+        kept.to_owned()
+    }
 }
 
 /// The producer side, held by the app state.
@@ -174,7 +178,13 @@ async fn write_loop(
         batch.clear();
         for e in pending.drain(..) {
             let details = e.details();
-            batch.push(e.url_id, e.user_id, "redirect", e.at, details);
+            batch.push(
+                e.url_id,
+                e.user_id,
+                EventKind::Redirect.as_str(),
+                e.at,
+                details,
+            );
         }
         if write(&db, &mut conn, &batch).await {
             // Cached /events pages may now be missing these rows.
@@ -211,7 +221,7 @@ async fn write(db: &Db, conn: &mut Option<deadpool_postgres::Object>, batch: &Ba
         };
         match res {
             Ok(n) => {
-                m::events_written("redirect", n);
+                m::events_written(EventKind::Redirect, n);
                 return true;
             }
             Err(e) if attempt < ATTEMPTS => {
@@ -230,6 +240,13 @@ async fn write(db: &Db, conn: &mut Option<deadpool_postgres::Object>, batch: &Ba
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_never_reaches_the_details() {
+        let e = Redirect::new(1, 2, "abc123", Some("a\0b"), Some("\0"));
+        assert!(!e.details().0.contains("\\u0000"), "{:?}", e.details());
+        assert_eq!(e.referrer.as_deref(), Some("ab"));
+    }
 
     #[test]
     fn long_headers_are_cut_on_a_character_boundary() {

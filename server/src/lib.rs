@@ -5,14 +5,16 @@
 //! - `server`: the accept loop, connection limits, graceful drain.
 //! - `router`: the routing table (one `match`), per-request metrics and access log.
 //! - `handlers`: one module per resource; parse, call, respond.
-//! - `domain`: entities and every input check.
+//! - `domain`: entities and domain values (`Email`, `TargetUrl`, ...), every input check.
 //! - `db`: the pool, SQL statements, one module per table, migrations, seeding.
-//! - `cache`: Valkey read-through cache, fail-open.
+//! - `cache`: Valkey read-through cache, fail-open; key scheme, Sentinel, invalidation.
 //! - `near`: the in-process near cache of redirect lookups, and single-flight.
+//! - `links`: the link lookup (near cache → single-flight → Valkey → PostgreSQL).
 //! - `events`: the redirect-event queue and its batch writer.
-//! - `metrics`: metric names, the Prometheus recorder.
+//! - `metrics`: metric names and label enums, the Prometheus recorder.
 //! - `state`: the shared state and readiness.
-//! - `error`, `http_util`: the error type and response helpers.
+//! - `error`: the error type and its one mapping to a response.
+//! - `response`, `request`: building responses; reading bodies and query strings.
 //!
 //! [`App`] is the whole service: `build` binds (so the port is known), `run` serves
 //! until the given shutdown future resolves. Tests start it on port 0.
@@ -25,9 +27,11 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod handlers;
-pub mod http_util;
+pub mod links;
 pub mod metrics;
 pub mod near;
+pub mod request;
+pub mod response;
 pub mod router;
 pub mod server;
 pub mod state;
@@ -73,7 +77,16 @@ impl App {
             None => None,
         };
         let db = db::Db::new(&cfg)?;
-        let cache = cache::Cache::start(&cfg)?;
+        // The near cache needs Valkey: its entries are dropped by invalidations
+        // that travel through it.
+        let near = (cfg.cache_enabled && cfg.near_cache_capacity > 0).then(|| {
+            Arc::new(near::NearCache::new(
+                cfg.near_cache_capacity,
+                Duration::from_millis(cfg.near_cache_ttl_ms),
+            ))
+        });
+        let cache = cache::Cache::start(&cfg, near.clone())?;
+        let links = links::Links::new(near, cache.clone(), db.clone());
         let (events, writer) = events::EventQueue::start(
             db.clone(),
             cache.clone(),
@@ -87,7 +100,7 @@ impl App {
             cache,
             events,
             ready: Readiness::default(),
-            flights: Default::default(),
+            links,
             access: Default::default(),
         });
         Ok(App {
@@ -123,9 +136,11 @@ impl App {
         Arc::clone(&self.state)
     }
 
-    /// Serves until `shutdown` resolves, then in order: `/ready` turns 503, the
-    /// listener closes, in-flight requests drain (bounded), the event queue is flushed,
-    /// the pool closes.
+    /// Serves until `shutdown` resolves, then, within one budget of
+    /// SHUTDOWN_TIMEOUT_SECONDS from that moment: `/ready` turns 503, the listener
+    /// closes, in-flight requests drain, the event queue is written, the metrics
+    /// listener and the pool close. Connections get the budget less a reserve for
+    /// the event flush; the flush gets whatever is left.
     ///
     /// # Errors
     /// Only for failures after serving stopped (none today); serving errors are logged.
@@ -137,7 +152,8 @@ impl App {
             writer,
         } = self;
         let checker = tokio::spawn(check_dependencies(Arc::clone(&state)));
-        let drain = Duration::from_secs(state.cfg.shutdown_timeout_seconds);
+        let budget = Duration::from_secs(state.cfg.shutdown_timeout_seconds);
+        let drain = budget.saturating_sub(flush_reserve(budget));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let metrics_server = metrics_listener.map(|l| {
             let mut rx = stop_rx.clone();
@@ -150,37 +166,53 @@ impl App {
                     async move {
                         let _ = rx.wait_for(|v| *v).await;
                     },
-                    drain,
+                    Duration::ZERO,
                 )
                 .await;
             })
         });
         let st = Arc::clone(&state);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let api = server::serve(
             listener,
             Arc::clone(&state),
             Serves::Api,
             async move {
                 shutdown.await;
-                tracing::info!("shutdown requested: not ready, closing the listener, draining");
+                let _ = started_tx.send(tokio::time::Instant::now());
+                tracing::info!(
+                    budget_s = budget.as_secs(),
+                    "shutdown requested: not ready, closing the listener, draining"
+                );
                 st.ready.begin_shutdown();
             },
             drain,
         );
         api.await;
+        let deadline = started_rx
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now())
+            + budget;
         checker.abort();
         state.events.close();
-        if tokio::time::timeout(drain, writer).await.is_err() {
-            tracing::error!("event queue did not drain before the deadline");
+        if tokio::time::timeout_at(deadline, writer).await.is_err() {
+            tracing::error!("event queue not written within the shutdown budget; exiting");
         }
         let _ = stop_tx.send(true);
         if let Some(task) = metrics_server {
-            let _ = task.await;
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("metrics listener still busy at the deadline");
+            }
         }
         state.db.close();
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// What the event flush keeps of the shutdown budget: a quarter, at most 5 s.
+fn flush_reserve(budget: Duration) -> Duration {
+    (budget / 4).min(Duration::from_secs(5))
 }
 
 /// Keeps readiness current: PostgreSQL and Valkey, every HEALTH_CHECK_INTERVAL_MS.

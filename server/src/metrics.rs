@@ -13,8 +13,10 @@ pub const HTTP_IN_FLIGHT: &str = "http_server_requests_in_flight";
 pub const CACHE_OPS: &str = "cache_operations_total";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_WAIT: &str = "db_pool_wait_seconds";
+pub const DB_RETRIES: &str = "db_retries_total";
 pub const REDIRECTS: &str = "redirects_total";
 pub const EVENTS_WRITTEN: &str = "events_written_total";
+pub const HTTP_CANCELLED: &str = "http_server_requests_cancelled_total";
 pub const EVENTS_DROPPED: &str = "events_dropped_total";
 pub const EVENT_QUEUE_DEPTH: &str = "event_queue_depth";
 pub const BUILD_INFO: &str = "build_info";
@@ -60,6 +62,7 @@ pub fn init() -> bool {
             // Exported from the start, at zero: a counter that appears only on its
             // first increment makes rate() and alerts blind until then.
             counter!(EVENTS_DROPPED).absolute(0);
+            counter!(HTTP_CANCELLED).absolute(0);
             gauge!(EVENT_QUEUE_DEPTH).set(0.0);
             gauge!(HTTP_IN_FLIGHT).set(0.0);
             hot();
@@ -94,6 +97,10 @@ fn describe() {
         "Duration of HTTP requests, by method, route template and status."
     );
     describe_gauge!(HTTP_IN_FLIGHT, "HTTP requests being served.");
+    describe_counter!(
+        HTTP_CANCELLED,
+        "Requests whose client disconnected before the response was ready."
+    );
     describe_counter!(CACHE_OPS, "Cache lookups by result (hit, miss, error).");
     describe_gauge!(DB_POOL_CONNECTIONS, "PostgreSQL pool connections by state.");
     describe_histogram!(
@@ -102,6 +109,10 @@ fn describe() {
         "Time spent waiting for a pooled PostgreSQL connection."
     );
     describe_counter!(REDIRECTS, "Redirect lookups by result.");
+    describe_counter!(
+        DB_RETRIES,
+        "Idempotent operations retried once after a serialization failure, deadlock or cancelled statement."
+    );
     describe_counter!(EVENTS_WRITTEN, "Events written to PostgreSQL, by type.");
     describe_counter!(
         EVENTS_DROPPED,
@@ -152,7 +163,9 @@ fn status_label(s: StatusCode) -> metrics::SharedString {
         405 => "405".into(),
         409 => "409".into(),
         413 => "413".into(),
+        408 => "408".into(),
         422 => "422".into(),
+        499 => "499".into(),
         500 => "500".into(),
         503 => "503".into(),
         other => other.to_string().into(),
@@ -166,15 +179,31 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
-/// Counters and gauges on every request's path, registered once.
+/// A redirect lookup's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectResult {
+    Found,
+    NotFound,
+    Inactive,
+}
+
+/// A cache lookup's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Error,
+}
+
+/// Counters and gauges on every request's path, registered once, indexed by the
+/// label enums above (so a new variant is a compile error here, not a silent
+/// fallback to another label).
 struct Hot {
     in_flight: metrics::Gauge,
-    /// found, not_found, inactive
     redirects: [metrics::Counter; 3],
-    /// hit, miss
     local: [metrics::Counter; 2],
-    /// hit, miss, error
     valkey: [metrics::Counter; 3],
+    cancelled: metrics::Counter,
 }
 
 static HOT: OnceLock<Hot> = OnceLock::new();
@@ -183,11 +212,34 @@ static HOT: OnceLock<Hot> = OnceLock::new();
 fn hot() -> &'static Hot {
     HOT.get_or_init(|| Hot {
         in_flight: gauge!(HTTP_IN_FLIGHT),
-        redirects: ["found", "not_found", "inactive"].map(|r| counter!(REDIRECTS, "result" => r)),
-        local: ["hit", "miss"].map(|r| counter!(CACHE_OPS, "layer" => "local", "result" => r)),
-        valkey: ["hit", "miss", "error"]
-            .map(|r| counter!(CACHE_OPS, "layer" => "valkey", "result" => r)),
+        redirects: [
+            RedirectResult::Found,
+            RedirectResult::NotFound,
+            RedirectResult::Inactive,
+        ]
+        .map(|r| counter!(REDIRECTS, "result" => redirect_label(r))),
+        local: [CacheResult::Hit, CacheResult::Miss]
+            .map(|r| counter!(CACHE_OPS, "layer" => "local", "result" => cache_label(r))),
+        valkey: [CacheResult::Hit, CacheResult::Miss, CacheResult::Error]
+            .map(|r| counter!(CACHE_OPS, "layer" => "valkey", "result" => cache_label(r))),
+        cancelled: counter!(HTTP_CANCELLED),
     })
+}
+
+fn redirect_label(r: RedirectResult) -> &'static str {
+    match r {
+        RedirectResult::Found => "found",
+        RedirectResult::NotFound => "not_found",
+        RedirectResult::Inactive => "inactive",
+    }
+}
+
+fn cache_label(r: CacheResult) -> &'static str {
+    match r {
+        CacheResult::Hit => "hit",
+        CacheResult::Miss => "miss",
+        CacheResult::Error => "error",
+    }
 }
 
 pub fn request(method: &Method, route: &'static str, status: StatusCode, elapsed: Duration) {
@@ -211,41 +263,36 @@ pub fn in_flight(delta: f64) {
     hot().in_flight.increment(delta);
 }
 
-/// A Valkey lookup; `result` is hit, miss or error.
-pub fn cache_valkey(result: &'static str) {
-    let c = &hot().valkey;
-    match result {
-        "hit" => c[0].increment(1),
-        "miss" => c[1].increment(1),
-        _ => c[2].increment(1),
-    }
+/// A request whose client went away before the response was ready.
+pub fn request_cancelled() {
+    hot().cancelled.increment(1);
 }
 
-/// A near-cache (in-process) lookup; `result` is hit or miss.
-pub fn cache_local(result: &'static str) {
-    let c = &hot().local;
-    match result {
-        "hit" => c[0].increment(1),
-        _ => c[1].increment(1),
-    }
+/// A Valkey lookup.
+pub fn cache_valkey(result: CacheResult) {
+    hot().valkey[result as usize].increment(1);
+}
+
+/// A near-cache (in-process) lookup.
+pub fn cache_local(hit: bool) {
+    hot().local[usize::from(!hit)].increment(1);
+}
+
+/// An operation retried once after a retryable PostgreSQL error (`db::retry_once`).
+pub fn db_retry() {
+    counter!(DB_RETRIES).increment(1);
 }
 
 pub fn db_pool_wait(elapsed: Duration) {
     histogram!(DB_POOL_WAIT).record(elapsed.as_secs_f64());
 }
 
-/// `result` is found, not_found or inactive.
-pub fn redirect(result: &'static str) {
-    let c = &hot().redirects;
-    match result {
-        "found" => c[0].increment(1),
-        "not_found" => c[1].increment(1),
-        _ => c[2].increment(1),
-    }
+pub fn redirect(result: RedirectResult) {
+    hot().redirects[result as usize].increment(1);
 }
 
-pub fn events_written(event_type: &'static str, n: u64) {
-    counter!(EVENTS_WRITTEN, "event_type" => event_type).increment(n);
+pub fn events_written(kind: crate::domain::EventKind, n: u64) {
+    counter!(EVENTS_WRITTEN, "event_type" => kind.as_str()).increment(n);
 }
 
 pub fn events_dropped(n: u64) {
@@ -254,4 +301,18 @@ pub fn events_dropped(n: u64) {
 
 pub fn event_queue_depth(n: usize) {
     gauge!(EVENT_QUEUE_DEPTH).set(n as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_enums_index_their_handles_in_declaration_order() {
+        // `as usize` indexes the arrays in `Hot`: the order there must match.
+        assert_eq!(RedirectResult::NotFound as usize, 1);
+        assert_eq!(redirect_label(RedirectResult::Inactive), "inactive");
+        assert_eq!(CacheResult::Error as usize, 2);
+        assert_eq!(cache_label(CacheResult::Miss), "miss");
+    }
 }

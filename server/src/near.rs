@@ -4,7 +4,9 @@
 //! replica drops them on receipt, and a replica that loses that link drops its whole
 //! near cache and stops using it until the link is back (see `cache::Cache`).
 //!
-//! Also here: single-flight, so concurrent misses for one code make one lookup.
+//! Also here: single-flight, so concurrent misses for one code make one lookup. The
+//! rule that ties them together (a lookup's answer is stored only under the epoch
+//! at which the lookup began) lives in `links`, their one user.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,15 +29,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// `None` when the stored target is not a valid header value (it is validated on
-    /// the way in, so only a hand-edited row could do that).
+    /// The `Location` is the target's URI form (`domain::values::uri_form`): the
+    /// stored text byte for byte when it is ASCII, else with its host in IDNA form and
+    /// other non-ASCII percent-encoded. `None` only if that is still not a valid
+    /// header value, which `uri_form` rules out.
     pub fn from_link(link: &Link) -> Option<Target> {
+        let location = match crate::domain::values::uri_form(&link.target) {
+            std::borrow::Cow::Borrowed(s) => HeaderValue::from_str(s).ok()?,
+            std::borrow::Cow::Owned(s) => HeaderValue::try_from(s).ok()?,
+        };
         Some(Target {
             url_id: link.url_id,
             user_id: link.user_id,
             is_active: link.is_active,
-            // from_bytes keeps the stored target byte for byte.
-            location: HeaderValue::from_bytes(link.target.as_bytes()).ok()?,
+            location,
         })
     }
 }
@@ -132,9 +139,22 @@ impl NearCache {
 
 // === Single-flight ===
 
-/// Coalesces concurrent lookups of one key into one.
+/// Coalesces concurrent lookups of one key into one, per epoch: a caller joins a
+/// lookup under way only if it began at the caller's own epoch. One that began
+/// before an invalidation may return the old answer, so a caller that arrives after
+/// the invalidation starts a lookup of its own instead of waiting for it.
+///
+/// The answer, success or failure, is shared with every caller of the flight: when
+/// the lookup fails, the waiters get that failure at once instead of retrying one
+/// after another (the k-th waiting k lookup timeouts). If the leader is cancelled
+/// (its client went away), the next waiter runs its own lookup.
 pub struct SingleFlight<V> {
-    inflight: Mutex<HashMap<String, Arc<OnceCell<V>>>>,
+    inflight: Mutex<HashMap<String, Flight<V>>>,
+}
+
+struct Flight<V> {
+    epoch: u64,
+    cell: Arc<OnceCell<V>>,
 }
 
 impl<V> Default for SingleFlight<V> {
@@ -145,49 +165,63 @@ impl<V> Default for SingleFlight<V> {
     }
 }
 
-/// Removes the leader's entry however its future ends (done, failed or cancelled), so a
-/// finished answer is never handed to later callers.
+/// Removes the leader's entry however its future ends (done, failed or cancelled),
+/// unless a newer flight has replaced it.
 struct LeaderGuard<'a, V> {
     flights: &'a SingleFlight<V>,
     key: &'a str,
+    cell: Arc<OnceCell<V>>,
 }
 
 impl<V> Drop for LeaderGuard<'_, V> {
     fn drop(&mut self) {
-        self.flights
+        let mut map = self
+            .flights
             .inflight
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(self.key);
+            .unwrap_or_else(|p| p.into_inner());
+        if map
+            .get(self.key)
+            .is_some_and(|f| Arc::ptr_eq(&f.cell, &self.cell))
+        {
+            map.remove(self.key);
+        }
     }
 }
 
 impl<V: Clone> SingleFlight<V> {
-    /// Runs `lookup` unless the same key is already being looked up, in which case it
-    /// waits for that answer. If the leader fails, a waiter runs its own lookup.
-    ///
-    /// # Errors
-    /// Whatever `lookup` returns.
-    pub async fn run<E, F, Fut>(&self, key: &str, lookup: F) -> Result<V, E>
+    /// Runs `lookup` unless a lookup of the same key that began at the same `epoch`
+    /// is under way, in which case it waits for that one's answer.
+    pub async fn run<F, Fut>(&self, key: &str, epoch: u64, lookup: F) -> V
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<V, E>>,
+        Fut: Future<Output = V>,
     {
         let (cell, leader) = {
             let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(key) {
-                Some(cell) => (Arc::clone(cell), false),
-                None => {
+                Some(f) if f.epoch == epoch => (Arc::clone(&f.cell), false),
+                _ => {
                     let cell = Arc::new(OnceCell::new());
-                    map.insert(key.to_owned(), Arc::clone(&cell));
+                    map.insert(
+                        key.to_owned(),
+                        Flight {
+                            epoch,
+                            cell: Arc::clone(&cell),
+                        },
+                    );
                     (cell, true)
                 }
             }
         };
         // `then`, not `then_some`: an eagerly built guard would be dropped at once and
         // remove the leader's entry.
-        let _guard = leader.then(|| LeaderGuard { flights: self, key });
-        cell.get_or_try_init(lookup).await.cloned()
+        let _guard = leader.then(|| LeaderGuard {
+            flights: self,
+            key,
+            cell: Arc::clone(&cell),
+        });
+        cell.get_or_init(lookup).await.clone()
     }
 
     /// Lookups under way (for tests).
@@ -273,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_lookups_of_one_key_run_once() {
-        let flights = Arc::new(SingleFlight::<u32>::default());
+        let flights = Arc::new(SingleFlight::<Result<u32, ()>>::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let entered = Arc::new(AtomicUsize::new(0));
         // A gate every lookup waits on, opened once for all: a second lookup would
@@ -290,7 +324,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 entered.fetch_add(1, Ordering::SeqCst);
                 flights
-                    .run("hot", || async move {
+                    .run("hot", 0, || async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         let _ = gate.wait_for(|open| *open).await;
                         Ok::<_, ()>(7)
@@ -308,7 +342,7 @@ mod tests {
         }
         let _ = open.send(true);
         for t in tasks {
-            assert_eq!(t.await.expect("task"), Ok(7));
+            assert_eq!(t.await.expect("task"), Ok::<_, ()>(7));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(flights.in_flight(), 0, "the leader cleaned up");
@@ -317,10 +351,95 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_leader_leaves_no_stale_flight() {
         let flights = SingleFlight::<u32>::default();
-        let fut = flights.run("k", std::future::pending::<Result<u32, ()>>);
+        let fut = flights.run("k", 0, std::future::pending::<u32>);
         // Poll once, then drop: the leader is cancelled mid-lookup.
         let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
         assert_eq!(flights.in_flight(), 0);
-        assert_eq!(flights.run("k", || async { Ok::<_, ()>(9) }).await, Ok(9));
+        assert_eq!(flights.run("k", 0, || async { 9 }).await, 9);
+    }
+
+    /// Waits until every task has parked on the flight (the runtime went round).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Issue #10: a failed lookup is shared with the waiters (they used to retry one
+    /// after another, the k-th waiting k x the timeout).
+    #[tokio::test]
+    async fn a_failed_lookup_is_shared_with_every_waiter_at_once() {
+        let flights = Arc::new(SingleFlight::<Result<u32, String>>::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (flights, calls, mut gate) =
+                (Arc::clone(&flights), Arc::clone(&calls), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                flights
+                    .run("down", 0, || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        let _ = gate.wait_for(|open| *open).await;
+                        Err::<u32, _>("database unreachable".to_owned())
+                    })
+                    .await
+            }));
+        }
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        settle().await;
+        let _ = open.send(true);
+        for t in tasks {
+            assert_eq!(
+                t.await.expect("task"),
+                Err("database unreachable".to_owned())
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one lookup for all");
+    }
+
+    /// Issue #10: a request arriving after an invalidation must not join a lookup
+    /// that began before it (that lookup may return the pre-write answer), and the
+    /// old lookup's answer must not be stored in the near cache.
+    #[tokio::test]
+    async fn a_lookup_begun_before_an_invalidation_is_neither_joined_nor_stored() {
+        let near = Arc::new(NearCache::new(100, Duration::from_secs(30)));
+        near.set_live(true);
+        let flights = Arc::new(SingleFlight::<Option<Target>>::default());
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        // The leader begins at the current epoch and reads the old target; it is held
+        // until the write below has happened.
+        let leader = {
+            let (near, flights, mut gate) = (Arc::clone(&near), Arc::clone(&flights), gate);
+            tokio::spawn(async move {
+                let epoch = near.epoch();
+                let answer = flights
+                    .run("code", epoch, || async move {
+                        let _ = started_tx.send(());
+                        let old = target(1);
+                        let _ = gate.wait_for(|open| *open).await;
+                        old
+                    })
+                    .await;
+                near.insert("code", answer.clone(), epoch);
+                answer
+            })
+        };
+        started.await.expect("the leader started its lookup");
+        // The write: its invalidation bumps the epoch.
+        near.invalidate("code");
+        // A request after the write: it must look up afresh, not wait for the leader.
+        let epoch = near.epoch();
+        let fresh = flights.run("code", epoch, || async { target(2) }).await;
+        assert_eq!(fresh.map(|t| t.url_id), Some(2), "joined the old lookup");
+        near.insert("code", target(2), epoch);
+        let _ = open.send(true);
+        assert_eq!(leader.await.expect("leader").map(|t| t.url_id), Some(1));
+        // The old answer was discarded; the new one stands.
+        assert_eq!(near.get("code").flatten().map(|t| t.url_id), Some(2));
+        assert_eq!(flights.in_flight(), 0);
     }
 }

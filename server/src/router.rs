@@ -5,18 +5,18 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{HeaderValue, Method};
+use http::{HeaderValue, Method, StatusCode};
 
 use crate::access_log::push_digits;
 use crate::error::{Error, Result};
 use crate::handlers::{events, health, redirect, urls, users};
-use crate::http_util::{Request, Response, X_REQUEST_ID};
 use crate::metrics as m;
-use crate::state::AppState;
+use crate::response::{Request, Response, X_REQUEST_ID};
+use crate::state::{AppState, State};
 
 /// Up to `N` non-empty path segments; `None` when there are more (no route has more).
 pub fn segments<const N: usize>(path: &str) -> Option<([&str; N], usize)> {
@@ -104,10 +104,8 @@ pub fn route<'a>(method: &Method, path: &'a str, metrics_here: bool) -> (&'stati
 }
 
 /// Runs the handler of a request's route.
-async fn dispatch(req: Request, st: &AppState) -> (&'static str, Result<Response>) {
-    let path = req.uri().path().to_owned();
-    let (template, route) = route(req.method(), &path, st.cfg.metrics_port.is_none());
-    let result = match route {
+async fn dispatch(route: Route<'_>, req: Request, st: &State) -> Result<Response> {
+    match route {
         Route::Health => Ok(health::live()),
         Route::Ready => Ok(health::ready(st)),
         Route::Metrics => Ok(health::metrics(st)),
@@ -127,8 +125,7 @@ async fn dispatch(req: Request, st: &AppState) -> (&'static str, Result<Response
         Route::Redirect(code) => redirect::follow(code, &req, st).await,
         Route::WrongMethod(allow) => Err(Error::MethodNotAllowed(allow)),
         Route::NotFound => Err(Error::NotFound("route")),
-    };
-    (template, result)
+    }
 }
 
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -152,25 +149,53 @@ fn request_id(req: &Request) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// Handles one request end to end: dispatch, error mapping (exactly once), metrics,
-/// the access-log line. A panicking handler becomes a 500, not a dropped connection.
-pub async fn handle(req: Request, st: &AppState) -> Response {
-    let start = Instant::now();
-    m::in_flight(1.0);
-    let method = req.method().clone();
-    let rid = request_id(&req);
-    let (route, result) = match AssertUnwindSafe(dispatch(req, st)).catch_unwind().await {
-        Ok(routed) => routed,
-        Err(_) => ("unmatched", Err(Error::Internal("handler panicked".into()))),
-    };
-    let mut resp = result.unwrap_or_else(Error::into_response);
-    let elapsed = start.elapsed();
-    let status = resp.status();
-    m::request(&method, route, status, elapsed);
+/// What a request that has not answered yet owes the metrics and the log. If its
+/// future is dropped (hyper does that when the client disconnects), `Drop` settles
+/// it: the in-flight gauge comes down, and the request is counted and logged as 499
+/// (nginx's "client closed request").
+struct Pending<'a> {
+    st: &'a AppState,
+    method: Method,
+    route: &'static str,
+    start: Instant,
+    /// `Some` until the request is answered.
+    rid: Option<HeaderValue>,
+}
+
+/// The status recorded for a request whose client went away first.
+const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(rid) = self.rid.take() {
+            let status = StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST);
+            m::request_cancelled();
+            settle(
+                self.st,
+                &self.method,
+                self.route,
+                status,
+                self.start.elapsed(),
+                &rid,
+            );
+        }
+    }
+}
+
+/// Metrics and the access line, once per request, however it ended.
+fn settle(
+    st: &AppState,
+    method: &Method,
+    route: &'static str,
+    status: StatusCode,
+    elapsed: Duration,
+    rid: &HeaderValue,
+) {
+    m::request(method, route, status, elapsed);
     m::in_flight(-1.0);
     if st.cfg.access_log && tracing::level_filters::LevelFilter::current() >= tracing::Level::INFO {
         if let Some(log) = st.access.get() {
-            log.write(&method, route, status, elapsed, &rid);
+            log.write(method, route, status, elapsed, rid);
         } else {
             tracing::info!(
                 method = %method,
@@ -182,6 +207,74 @@ pub async fn handle(req: Request, st: &AppState) -> Response {
             );
         }
     }
+}
+
+/// A 5xx's cause goes to the log with what matches it to its access line.
+fn log_failure(e: &Error, method: &Method, route: &'static str, rid: &HeaderValue) {
+    let request_id = rid.to_str().unwrap_or_default();
+    match e {
+        Error::Internal(cause) => tracing::error!(
+            request_id,
+            route,
+            method = %method,
+            error = format!("{cause:#}"),
+            "internal error"
+        ),
+        Error::Unavailable(cause) | Error::Retryable(cause) => tracing::warn!(
+            request_id,
+            route,
+            method = %method,
+            error = %cause,
+            status = e.status().as_u16(),
+            "dependency unavailable"
+        ),
+        _ => {}
+    }
+}
+
+/// Handles one request end to end: dispatch, error mapping (exactly once), metrics,
+/// the access-log line. A panicking handler becomes a 500, not a dropped connection.
+pub async fn handle(req: Request, st: &State) -> Response {
+    let start = Instant::now();
+    m::in_flight(1.0);
+    let method = req.method().clone();
+    // The Uri is reference-counted: cloning it keeps the route's borrow alive while
+    // the request itself moves into the handler.
+    let uri = req.uri().clone();
+    let (template, route) = route(&method, uri.path(), st.cfg.metrics_port.is_none());
+    let mut pending = Pending {
+        st,
+        method,
+        route: template,
+        start,
+        rid: Some(request_id(&req)),
+    };
+    let result = match AssertUnwindSafe(dispatch(route, req, st))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(Error::internal("handler panicked")),
+    };
+    let rid = pending
+        .rid
+        .take()
+        .unwrap_or_else(|| HeaderValue::from_static("unknown"));
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            log_failure(&e, &pending.method, template, &rid);
+            e.into_response()
+        }
+    };
+    settle(
+        st,
+        &pending.method,
+        template,
+        resp.status(),
+        start.elapsed(),
+        &rid,
+    );
     resp.headers_mut().insert(X_REQUEST_ID.clone(), rid);
     resp
 }

@@ -12,7 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::http_util::{Request, Response};
+use crate::response::{Request, Response};
 use crate::state::State;
 
 /// What a listener serves: the API, or only `/metrics` (METRICS_PORT).

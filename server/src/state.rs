@@ -1,5 +1,5 @@
-//! The only shared state: configuration, the pool, the cache, the event queue and
-//! readiness. Handlers get `&AppState`.
+//! The only shared state: configuration, the pool, the cache, the link lookup, the
+//! event queue and readiness. Handlers get `&State`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::Db;
-use crate::domain::Link;
 use crate::events::EventQueue;
-use crate::near::SingleFlight;
+use crate::links::Links;
 
 pub struct AppState {
     pub cfg: Config,
@@ -20,8 +19,8 @@ pub struct AppState {
     pub ready: Readiness,
     /// The access log's direct writer, when the binary set one (see `access_log`).
     pub access: std::sync::OnceLock<crate::access_log::AccessLog>,
-    /// Concurrent redirect misses for one code share one lookup: (answer, from Valkey).
-    pub flights: SingleFlight<(Option<Link>, bool)>,
+    /// Short code → redirect answer: near cache, single-flight, Valkey, PostgreSQL.
+    pub links: Links,
 }
 
 pub type State = Arc<AppState>;

@@ -8,7 +8,7 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::Row;
 
 use super::statements as sql;
-use crate::domain::{Event, Page};
+use crate::domain::{Event, EventKind, EventType, Page};
 use crate::error::Result;
 
 // Columns are fixed by the statement text (see `statements`); a test prepares them all.
@@ -28,16 +28,16 @@ pub async fn record(
     tx: &deadpool_postgres::Transaction<'_>,
     url_id: Option<i64>,
     user_id: Option<i64>,
-    event_type: &'static str,
+    kind: EventKind,
     details: Value,
 ) -> Result<Event> {
     let stmt = tx.prepare_cached(sql::EVENT_INSERT).await?;
     let row = tx
-        .query_one(&stmt, &[&url_id, &user_id, &event_type, &details])
+        .query_one(&stmt, &[&url_id, &user_id, &kind.as_str(), &details])
         .await?;
     // Counted before the commit: a transaction that then fails over-counts by one,
     // which the metric's use (rates) tolerates.
-    crate::metrics::events_written(event_type, 1);
+    crate::metrics::events_written(kind, 1);
     Ok(event(&row))
 }
 
@@ -46,18 +46,18 @@ pub async fn insert(
     client: &deadpool_postgres::Client,
     url_id: i64,
     user_id: i64,
-    event_type: &str,
+    event_type: &EventType,
     details: &Value,
 ) -> Result<Event> {
     let stmt = client.prepare_cached(sql::EVENT_INSERT).await?;
     let row = client
         .query_one(
             &stmt,
-            &[&Some(url_id), &Some(user_id), &event_type, details],
+            &[&Some(url_id), &Some(user_id), &event_type.as_str(), details],
         )
         .await?;
     // Client-chosen types would make the label unbounded: they count as "api".
-    crate::metrics::events_written("api", 1);
+    crate::metrics::events_written(EventKind::Api, 1);
     Ok(event(&row))
 }
 

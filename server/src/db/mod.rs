@@ -32,7 +32,14 @@ impl Db {
     /// # Errors
     /// When the database settings do not parse.
     pub fn new(cfg: &Config) -> anyhow::Result<Self> {
-        let pg = cfg.pg_config()?;
+        let mut pg = cfg.pg_config()?;
+        // Every statement a request runs is bounded (lock waits included), so a slow
+        // query cannot hold a pooled connection for as long as it likes; the bulk
+        // import raises it for its own transaction (`set_local_statement_timeout`).
+        pg.options(format!(
+            "-c statement_timeout={}",
+            cfg.database_statement_timeout_ms
+        ));
         let mgr = Manager::from_config(
             pg,
             NoTls,
@@ -92,6 +99,39 @@ impl Db {
     pub fn close(&self) {
         self.pool.close();
     }
+}
+
+/// Runs an idempotent operation, and once more when it failed in a way that a second
+/// try may not (serialization failure, deadlock, a cancelled statement): the
+/// retry happens here, inside the service, instead of as a 503 to the client.
+///
+/// # Errors
+/// The operation's error; a retryable one after the second try.
+pub async fn retry_once<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match op().await {
+        Err(e) if e.is_retryable() => {
+            tracing::debug!(error = %e, "retrying once");
+            m::db_retry();
+            op().await
+        }
+        other => other,
+    }
+}
+
+/// Raises the statement timeout for the rest of the caller's transaction.
+pub(crate) async fn set_local_statement_timeout(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ms: u64,
+) -> Result<()> {
+    let stmt = tx
+        .prepare_cached(statements::SET_LOCAL_STATEMENT_TIMEOUT)
+        .await?;
+    tx.query_one(&stmt, &[&format!("{ms}ms")]).await?;
+    Ok(())
 }
 
 /// Whether an error is PostgreSQL reporting a given SQLSTATE.

@@ -167,6 +167,10 @@ pub const EVENT_LISTS: [&str; 8] = [
 /// Liveness of the database for `/ready`.
 pub const PING: &str = "SELECT 1";
 
+/// $1 the timeout as text (`120000ms`): raises statement_timeout until the end of the
+/// current transaction (`set_config(..., true)` is `SET LOCAL`, with a parameter).
+pub const SET_LOCAL_STATEMENT_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true)";
+
 /// Every statement, prepared on each new pooled connection.
 pub fn all() -> impl Iterator<Item = &'static str> {
     [
@@ -195,6 +199,7 @@ pub fn all() -> impl Iterator<Item = &'static str> {
         EVENT_INSERT,
         EVENTS_INSERT_BATCH,
         PING,
+        SET_LOCAL_STATEMENT_TIMEOUT,
     ]
     .into_iter()
     .chain(EVENT_LISTS)

@@ -5,7 +5,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use super::{is_state, statements as sql};
-use crate::domain::{self, Link, Page, Url};
+use crate::domain::{EventKind, Link, Page, ShortCode, TargetUrl, Title, Url};
 use crate::error::{Error, Result};
 
 // Columns are fixed by the statement text (see `statements`); a test prepares them all.
@@ -31,17 +31,25 @@ const CODE_ATTEMPTS: usize = 5;
 pub async fn create(
     client: &mut deadpool_postgres::Client,
     user_id: i64,
-    custom_code: Option<&str>,
-    original_url: &str,
-    title: &str,
+    custom_code: Option<&ShortCode>,
+    original_url: &TargetUrl,
+    title: &Title,
 ) -> Result<Url> {
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(sql::URL_INSERT).await?;
     let mut created = None;
     for _ in 0..CODE_ATTEMPTS {
-        let code = custom_code.map_or_else(domain::generate_code, str::to_owned);
+        let code = custom_code.cloned().unwrap_or_else(ShortCode::generate);
         let row = tx
-            .query_opt(&stmt, &[&user_id, &code, &original_url, &title])
+            .query_opt(
+                &stmt,
+                &[
+                    &user_id,
+                    &code.as_str(),
+                    &original_url.as_str(),
+                    &title.as_str(),
+                ],
+            )
             .await
             .map_err(|e| {
                 if is_state(&e, &SqlState::FOREIGN_KEY_VIOLATION) {
@@ -61,13 +69,12 @@ pub async fn create(
             None => continue,
         }
     }
-    let created =
-        created.ok_or_else(|| Error::Internal("no free short code after 5 attempts".into()))?;
+    let created = created.ok_or_else(|| Error::internal("no free short code after 5 attempts"))?;
     super::events::record(
         &tx,
         Some(created.id),
         Some(user_id),
-        "created",
+        EventKind::Created,
         json!({ "short_code": created.short_code, "original_url": created.original_url }),
     )
     .await?;
@@ -139,9 +146,9 @@ pub async fn list(
 /// The fields a PUT may change.
 #[derive(Debug, Default)]
 pub struct Changes {
-    pub title: Option<String>,
+    pub title: Option<Title>,
     pub is_active: Option<bool>,
-    pub original_url: Option<String>,
+    pub original_url: Option<TargetUrl>,
 }
 
 /// Applies the changes, moves `updated_at`, and writes one `updated` event per field
@@ -159,11 +166,13 @@ pub async fn update(
         .as_ref()
         .map(url)
         .ok_or(Error::NotFound("url"))?;
-    let title = changes.title.unwrap_or_else(|| old.title.clone());
+    let title = changes
+        .title
+        .map_or_else(|| old.title.clone(), Title::into_inner);
     let is_active = changes.is_active.unwrap_or(old.is_active);
     let target = changes
         .original_url
-        .unwrap_or_else(|| old.original_url.clone());
+        .map_or_else(|| old.original_url.clone(), TargetUrl::into_inner);
     let stmt = tx.prepare_cached(sql::URL_UPDATE).await?;
     let new = url(&tx
         .query_one(&stmt, &[&id, &title, &is_active, &target])
@@ -183,7 +192,7 @@ pub async fn update(
             &tx,
             Some(id),
             Some(new.user_id),
-            "updated",
+            EventKind::Updated,
             json!({ "field": field, "new_value": value }),
         )
         .await?;
@@ -206,7 +215,7 @@ pub async fn delete(client: &mut deadpool_postgres::Client, id: i64) -> Result<U
         &tx,
         Some(id),
         Some(gone.user_id),
-        "deleted",
+        EventKind::Deleted,
         json!({ "short_code": gone.short_code, "original_url": gone.original_url }),
     )
     .await?;

@@ -6,7 +6,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use super::{constraint, is_state, statements as sql};
-use crate::domain::{Page, User};
+use crate::domain::{Email, EventKind, Page, User, Username};
 use crate::error::{Error, Result};
 
 // Rows come from statements whose columns are fixed in `statements`, and a test
@@ -31,13 +31,13 @@ fn email_conflict(e: tokio_postgres::Error) -> Error {
 
 pub async fn create(
     client: &mut deadpool_postgres::Client,
-    username: &str,
-    email: &str,
+    username: &Username,
+    email: &Email,
 ) -> Result<User> {
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(sql::USER_INSERT).await?;
     let row = tx
-        .query_one(&stmt, &[&username, &email])
+        .query_one(&stmt, &[&username.as_str(), &email.as_str()])
         .await
         .map_err(email_conflict)?;
     let created = user(&row);
@@ -45,8 +45,8 @@ pub async fn create(
         &tx,
         None,
         Some(created.id),
-        "user_created",
-        json!({ "username": username, "email": email }),
+        EventKind::UserCreated,
+        json!({ "username": username.as_str(), "email": email.as_str() }),
     )
     .await?;
     tx.commit().await?;
@@ -75,8 +75,8 @@ pub async fn exists(client: &deadpool_postgres::Client, id: i64) -> Result<bool>
 pub async fn update(
     client: &mut deadpool_postgres::Client,
     id: i64,
-    username: Option<String>,
-    email: Option<String>,
+    username: Option<Username>,
+    email: Option<Email>,
 ) -> Result<User> {
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(sql::USER_GET_FOR_UPDATE).await?;
@@ -86,8 +86,8 @@ pub async fn update(
         .as_ref()
         .map(user)
         .ok_or(Error::NotFound("user"))?;
-    let new_username = username.unwrap_or_else(|| old.username.clone());
-    let new_email = email.unwrap_or_else(|| old.email.clone());
+    let new_username = username.map_or_else(|| old.username.clone(), Username::into_inner);
+    let new_email = email.map_or_else(|| old.email.clone(), Email::into_inner);
     let stmt = tx.prepare_cached(sql::USER_UPDATE).await?;
     let row = tx
         .query_one(&stmt, &[&id, &new_username, &new_email])
@@ -103,7 +103,7 @@ pub async fn update(
                 &tx,
                 None,
                 Some(id),
-                "user_updated",
+                EventKind::UserUpdated,
                 json!({ "field": field, "new_value": after }),
             )
             .await?;
@@ -135,7 +135,7 @@ pub async fn delete(client: &mut deadpool_postgres::Client, id: i64) -> Result<V
         &tx,
         None,
         Some(id),
-        "user_deleted",
+        EventKind::UserDeleted,
         json!({ "urls_deleted": urls.len() }),
     )
     .await?;
@@ -147,23 +147,26 @@ pub async fn delete(client: &mut deadpool_postgres::Client, id: i64) -> Result<V
 #[derive(Debug, Clone)]
 pub struct ImportRow {
     pub id: i64,
-    pub username: String,
-    pub email: String,
+    pub username: Username,
+    pub email: Email,
     pub created_at: NaiveDateTime,
 }
 
 /// Upserts all rows in one transaction and one statement, moves the id sequence past
-/// them, and writes one `bulk_imported` event. Returns the ids that existed before
+/// them, and writes one `bulk_imported` event. Its statements may run for
+/// `statement_timeout_ms` (DATABASE_BULK_STATEMENT_TIMEOUT_MS), not the request default. Returns the ids that existed before
 /// (their cache entries are stale now).
 pub async fn bulk_upsert(
     client: &mut deadpool_postgres::Client,
     rows: &[ImportRow],
+    statement_timeout_ms: u64,
 ) -> Result<Vec<i64>> {
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let names: Vec<&str> = rows.iter().map(|r| r.username.as_str()).collect();
     let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
     let created: Vec<NaiveDateTime> = rows.iter().map(|r| r.created_at).collect();
     let tx = client.transaction().await?;
+    super::set_local_statement_timeout(&tx, statement_timeout_ms).await?;
     let lock = tx.prepare_cached(sql::USERS_LOCK).await?;
     tx.execute(&lock, &[]).await?;
     let stmt = tx.prepare_cached(sql::USERS_BULK_UPSERT).await?;
@@ -178,7 +181,7 @@ pub async fn bulk_upsert(
         &tx,
         None,
         None,
-        "bulk_imported",
+        EventKind::BulkImported,
         json!({ "count": rows.len() }),
     )
     .await?;

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
 
-use crate::http_util::{json_bytes, json_response, Body, Response};
+use crate::response::{json_bytes, json_response, Body, Response};
 use crate::state::AppState;
 
 static HEALTH_BODY: &[u8] = br#"{"status":"ok"}"#;

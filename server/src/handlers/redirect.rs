@@ -1,75 +1,48 @@
-//! The hot path: `GET|HEAD /{code}` and `GET|HEAD /urls/{code}/redirect`.
-//!
-//! Lookup order: the near cache (in process), then Valkey, then PostgreSQL; misses for
-//! one code are coalesced (single-flight), so a hot code going cold makes one query.
+//! The hot path: `GET|HEAD /{code}` and `GET|HEAD /urls/{code}/redirect`. The lookup
+//! is `links::Links`; this handler only answers and records the click.
 
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{header, Method, StatusCode};
 
-use crate::cache::Lookup;
-use crate::db;
-use crate::domain::{self, Link};
+use crate::domain;
 use crate::error::{Error, Result};
 use crate::events::Redirect;
-use crate::http_util::{Body, Request, Response, CACHE_HIT, CACHE_MISS, NO_SHARED_CACHE, X_CACHE};
-use crate::metrics as m;
-use crate::near::Target;
+use crate::metrics::{self as m, RedirectResult};
+use crate::response::{x_cache, Body, Request, Response, NO_SHARED_CACHE, X_CACHE};
 use crate::state::AppState;
 
 /// 302 to the stored target; 404 if the code is unknown or inactive. A GET records a
 /// `redirect` event through the queue (never waiting on PostgreSQL); a HEAD does not.
 pub async fn follow(code: &str, req: &Request, st: &AppState) -> Result<Response> {
     if !domain::is_plausible_code(code) {
-        m::redirect("not_found");
+        m::redirect(RedirectResult::NotFound);
         return Err(Error::NotFound("short code"));
     }
-    let near = st.cache.near();
-    let (target, hit) = match near.and_then(|n| n.get(code)) {
-        Some(target) => {
-            m::cache_local("hit");
-            (target, true)
-        }
+    let resolved = st.links.resolve(code).await?;
+    let target = match resolved.target {
         None => {
-            if near.is_some() {
-                m::cache_local("miss");
-            }
-            let epoch = near.map(|n| n.epoch());
-            let (link, hit) = st.flights.run(code, || lookup(code, st)).await?;
-            let target = match &link {
-                Some(l) => Some(Target::from_link(l).ok_or_else(|| {
-                    Error::Internal(format!("target of {code} is not a valid header value"))
-                })?),
-                None => None,
-            };
-            if let (Some(near), Some(epoch)) = (near, epoch) {
-                near.insert(code, target.clone(), epoch);
-            }
-            (target, hit)
-        }
-    };
-    let target = match target {
-        None => {
-            m::redirect("not_found");
+            m::redirect(RedirectResult::NotFound);
             return Err(Error::NotFound("short code"));
         }
         Some(t) if !t.is_active => {
-            m::redirect("inactive");
+            m::redirect(RedirectResult::Inactive);
             return Err(Error::NotFound("short code"));
         }
         Some(t) => t,
     };
-    m::redirect("found");
+    m::redirect(RedirectResult::Found);
     if req.method() == Method::GET {
+        // Header bytes need not be UTF-8 (obs-text): decoded lossily, never refused.
         let h = |name| {
             req.headers()
                 .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(|v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()))
         };
         st.events.push(Redirect::new(
             target.url_id,
             target.user_id,
             code,
-            h(header::REFERER),
-            h(header::USER_AGENT),
+            h(header::REFERER).as_deref(),
+            h(header::USER_AGENT).as_deref(),
         ));
     }
     let mut resp = http::Response::new(Body::default());
@@ -77,27 +50,6 @@ pub async fn follow(code: &str, req: &Request, st: &AppState) -> Result<Response
     let headers = resp.headers_mut();
     headers.insert(header::LOCATION, target.location);
     headers.insert(header::CACHE_CONTROL, NO_SHARED_CACHE.clone());
-    headers.insert(
-        X_CACHE.clone(),
-        if hit {
-            CACHE_HIT.clone()
-        } else {
-            CACHE_MISS.clone()
-        },
-    );
+    headers.insert(X_CACHE.clone(), x_cache(resolved.cached));
     Ok(resp)
-}
-
-/// Valkey, then PostgreSQL (filling Valkey). Returns the answer and whether Valkey had it.
-async fn lookup(code: &str, st: &AppState) -> Result<(Option<Link>, bool)> {
-    match st.cache.get_link(code).await {
-        Lookup::Hit(link) => Ok((link, true)),
-        lookup => {
-            let link = db::urls::link_by_code(&st.db.get().await?, code).await?;
-            if matches!(lookup, Lookup::Miss) {
-                st.cache.put_link(code, link.as_ref());
-            }
-            Ok((link, false))
-        }
-    }
 }

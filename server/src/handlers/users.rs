@@ -5,30 +5,36 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use http::{header, StatusCode};
 
-use super::{cached_entity, cached_list, encode, present};
+use std::sync::Arc;
+
+use super::{
+    body_deadline, cached_entity, cached_list, encode, path_id, present, read_json, to_completion,
+};
 use crate::cache::List;
 use crate::db::{self, users::ImportRow};
-use crate::domain::{self, Input, ListQuery, Page};
+use crate::domain::values::Parse;
+use crate::domain::{self, Email, Input, ListQuery, Page, Username};
 use crate::error::{Error, Result};
-use crate::http_util::{
-    json_bytes, json_response, no_content, query_pairs, read_body, read_json_object, Request,
-    Response,
-};
-use crate::state::AppState;
+use crate::request::{query_pairs, read_body};
+use crate::response::{json_bytes, json_response, no_content, Request, Response};
+use crate::state::{AppState, State};
 
 /// `POST /users`: 201 with the user; 409 when the email is taken (case-insensitively).
-pub async fn create(req: Request, st: &AppState) -> Result<Response> {
-    let mut input = Input::new(read_json_object(req, st.cfg.body_limit_bytes).await?);
-    let username = input.required_str("username");
-    let username = input.check("username", username, domain::username);
-    let email = input.required_str("email");
-    let email = input.check("email", email, domain::email);
+pub async fn create(req: Request, st: &State) -> Result<Response> {
+    let mut input = Input::new(read_json(req, st).await?);
+    let username = input.required::<Username>("username");
+    let email = input.required::<Email>("email");
     input.finish()?;
     let (username, email) = (present(username)?, present(email)?);
-    let user = db::users::create(&mut st.db.get().await?, &username, &email).await?;
-    st.cache
-        .invalidate(&[], &[], &[List::Users, List::Events])
-        .await;
+    let st = Arc::clone(st);
+    let user = to_completion(async move {
+        let user = db::users::create(&mut st.db.get().await?, &username, &email).await?;
+        st.cache
+            .invalidate(&[], &[], &[List::Users, List::Events])
+            .await;
+        Ok(user)
+    })
+    .await?;
     Ok(json_bytes(StatusCode::CREATED, encode(&user)?))
 }
 
@@ -52,7 +58,7 @@ pub async fn list(req: &Request, st: &AppState) -> Result<Response> {
 
 /// `GET /users/{id}`.
 pub async fn get(id: &str, st: &AppState) -> Result<Response> {
-    let id = domain::path_id(id, "user")?;
+    let id = path_id(id, "user")?;
     cached_entity(st, "user", id, || async move {
         db::users::get(&st.db.get().await?, id).await
     })
@@ -60,40 +66,48 @@ pub async fn get(id: &str, st: &AppState) -> Result<Response> {
 }
 
 /// `PUT /users/{id}`: any of username, email.
-pub async fn update(id: &str, req: Request, st: &AppState) -> Result<Response> {
-    let id = domain::path_id(id, "user")?;
-    let mut input = Input::new(read_json_object(req, st.cfg.body_limit_bytes).await?);
+pub async fn update(id: &str, req: Request, st: &State) -> Result<Response> {
+    let id = path_id(id, "user")?;
+    let mut input = Input::new(read_json(req, st).await?);
     if input.is_empty() {
         return Err(Error::field("body", "send at least one of username, email"));
     }
-    let username = input.optional_str("username");
-    let username = input.check("username", username, domain::username);
-    let email = input.optional_str("email");
-    let email = input.check("email", email, domain::email);
+    let username = input.optional::<Username>("username");
+    let email = input.optional::<Email>("email");
     input.finish()?;
-    let user = db::users::update(&mut st.db.get().await?, id, username, email).await?;
-    st.cache
-        .invalidate(&[("user", id)], &[], &[List::Users, List::Events])
-        .await;
+    let st = Arc::clone(st);
+    let user = to_completion(async move {
+        let user = db::users::update(&mut st.db.get().await?, id, username, email).await?;
+        st.cache
+            .invalidate(&[("user", id)], &[], &[List::Users, List::Events])
+            .await;
+        Ok(user)
+    })
+    .await?;
     Ok(json_response(StatusCode::OK, &user))
 }
 
 /// `DELETE /users/{id}`: the user's URLs go too, and so do their cache entries.
-pub async fn delete(id: &str, st: &AppState) -> Result<Response> {
-    let id = domain::path_id(id, "user")?;
-    let urls = db::users::delete(&mut st.db.get().await?, id).await?;
-    let mut entities = vec![("user", id)];
-    entities.extend(urls.iter().map(|(url_id, _)| ("url", *url_id)));
-    let codes: Vec<&str> = urls.iter().map(|(_, code)| code.as_str()).collect();
-    st.cache
-        .invalidate(&entities, &codes, &[List::Users, List::Urls, List::Events])
-        .await;
+pub async fn delete(id: &str, st: &State) -> Result<Response> {
+    let id = path_id(id, "user")?;
+    let st = Arc::clone(st);
+    to_completion(async move {
+        let urls = db::users::delete(&mut st.db.get().await?, id).await?;
+        let mut entities = vec![("user", id)];
+        entities.extend(urls.iter().map(|(url_id, _)| ("url", *url_id)));
+        let codes: Vec<&str> = urls.iter().map(|(_, code)| code.as_str()).collect();
+        st.cache
+            .invalidate(&entities, &codes, &[List::Users, List::Urls, List::Events])
+            .await;
+        Ok(())
+    })
+    .await?;
     Ok(no_content())
 }
 
 /// `POST /users/bulk`: a multipart `file` of CSV `id,username,email,created_at`, imported
 /// in one transaction (all rows or none); existing ids are updated.
-pub async fn bulk(req: Request, st: &AppState) -> Result<Response> {
+pub async fn bulk(req: Request, st: &State) -> Result<Response> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -103,17 +117,28 @@ pub async fn bulk(req: Request, st: &AppState) -> Result<Response> {
     let boundary = multer::parse_boundary(&content_type).map_err(|_| {
         Error::BadRequest("send multipart/form-data with a `file` field holding the CSV".into())
     })?;
-    let (_, body) = read_body(req, st.cfg.bulk_limit_bytes).await?;
+    let (_, body) = read_body(req, st.cfg.bulk_limit_bytes, body_deadline(st)).await?;
     let csv = multipart_file(body, boundary).await?;
     let rows = parse_users_csv(&csv)?;
-    let existed = db::users::bulk_upsert(&mut st.db.get().await?, &rows).await?;
-    let entities: Vec<(&'static str, i64)> = existed.iter().map(|id| ("user", *id)).collect();
-    st.cache
-        .invalidate(&entities, &[], &[List::Users, List::Events])
-        .await;
+    let imported = rows.len();
+    let st = Arc::clone(st);
+    to_completion(async move {
+        let existed = db::users::bulk_upsert(
+            &mut st.db.get().await?,
+            &rows,
+            st.cfg.database_bulk_statement_timeout_ms,
+        )
+        .await?;
+        let entities: Vec<(&'static str, i64)> = existed.iter().map(|id| ("user", *id)).collect();
+        st.cache
+            .invalidate(&entities, &[], &[List::Users, List::Events])
+            .await;
+        Ok(())
+    })
+    .await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &serde_json::json!({ "imported": rows.len() }),
+        &serde_json::json!({ "imported": imported }),
     ))
 }
 
@@ -172,16 +197,16 @@ pub fn parse_users_csv(data: &[u8]) -> Result<Vec<ImportRow>> {
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| fail(line, "id must be a positive integer".into()))?;
-        let username = domain::username(record[1].to_owned())
+        let username = Username::parse(record[1].to_owned())
             .map_err(|m| fail(line, format!("username {m}")))?;
         let email =
-            domain::email(record[2].to_owned()).map_err(|m| fail(line, format!("email {m}")))?;
+            Email::parse(record[2].to_owned()).map_err(|m| fail(line, format!("email {m}")))?;
         let created_at = parse_created_at(&record[3])
             .ok_or_else(|| fail(line, "created_at must look like 2025-09-19 22:25:05".into()))?;
         if let Some(first) = ids.insert(id, line) {
             return Err(fail(line, format!("id {id} repeats line {first}")));
         }
-        if let Some(first) = emails.insert(email.to_lowercase(), line) {
+        if let Some(first) = emails.insert(email.as_str().to_lowercase(), line) {
             return Err(fail(line, format!("email {email} repeats line {first}")));
         }
         rows.push(ImportRow {
@@ -213,7 +238,7 @@ mod tests {
         let rows = parse_users_csv(b"id,username,email,created_at\n1,ann,ann@x.io,2025-09-19 22:25:05\n2,bob,bob@x.io,2025-01-01 00:00:00\n")
             .expect("valid");
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1].email, "bob@x.io");
+        assert_eq!(rows[1].email.as_str(), "bob@x.io");
     }
 
     #[test]

@@ -345,7 +345,7 @@ async fn serving_continues_while_valkey_is_down_and_the_cache_comes_back() {
     let port = free_port();
     let mut v = OwnValkey::start(port).await;
     let mut cfg = test_config();
-    cfg.redis_url = Some(v.url());
+    cfg.redis_url = Some(v.url().into());
     let app = spawn_app_with(cfg).await;
     let url = app.create_url().await;
     let code = url["short_code"].as_str().expect("code").to_owned();

@@ -81,7 +81,7 @@ async fn ready_is_200_and_reports_postgres_and_valkey_ok() {
 #[tokio::test]
 async fn with_postgres_unreachable_health_is_200_ready_is_503_and_requests_get_a_quick_503() {
     let mut cfg = test_config();
-    cfg.database_url = Some(format!("postgres://postgres@127.0.0.1:{}/x", free_port()));
+    cfg.database_url = Some(format!("postgres://postgres@127.0.0.1:{}/x", free_port()).into());
     // Nothing cached by other apps may answer for this one.
     cfg.cache_key_prefix = format!("{}:", unique("nodb"));
     let app = spawn_app_unready(cfg).await;

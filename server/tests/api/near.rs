@@ -103,7 +103,7 @@ async fn a_write_through_one_replica_is_not_served_stale_by_another() {
 async fn a_replica_that_loses_the_invalidation_link_drops_its_near_cache() {
     let mut valkey = OwnValkey::start(free_port()).await;
     let mut cfg = test_config();
-    cfg.redis_url = Some(valkey.url());
+    cfg.redis_url = Some(valkey.url().into());
     let a = spawn_app_with(cfg.clone()).await;
     let b = spawn_app_with(cfg).await;
     let url = a.create_url().await;
