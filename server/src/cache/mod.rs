@@ -282,21 +282,26 @@ impl Cache {
         counted(got.map(|v| v.map(Bytes::from)))
     }
 
+    /// Caches a list page in the background (see `put_list_now`).
+    pub fn put_list(&self, list: List, field: String, body: Bytes) {
+        if self.is_enabled() {
+            let this = self.clone();
+            tokio::spawn(async move { this.put_list_now(list, field, body).await });
+        }
+    }
+
     /// Caches a list page, unless its family already holds CACHE_LIST_MAX_PAGES
     /// pages (each distinct query is a page: without a bound, a client walking
-    /// query strings could grow a family without limit for its whole TTL).
-    pub fn put_list(&self, list: List, field: String, body: Bytes) {
+    /// query strings could grow a family without limit for its whole TTL). Returns
+    /// whether the page was stored.
+    pub async fn put_list_now(&self, list: List, field: String, body: Bytes) -> bool {
         let Some(inner) = self.inner.as_ref() else {
-            return;
+            return false;
         };
         let key = self.key("lists", list.name());
-        let (this, max, script) = (
-            self.clone(),
-            inner.list_max_pages,
-            inner.put_list_page.clone(),
-        );
-        tokio::spawn(async move {
-            this.run("put_list", |mut c, ttl| async move {
+        let (max, script) = (inner.list_max_pages, inner.put_list_page.clone());
+        let stored = self
+            .run("put_list", |mut c, ttl| async move {
                 script
                     .key(key)
                     .arg(field)
@@ -307,7 +312,7 @@ impl Cache {
                     .await
             })
             .await;
-        });
+        stored == Some(1)
     }
 
     /// Drops what a write changed, and returns when it is done: the codes leave this

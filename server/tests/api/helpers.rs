@@ -425,3 +425,52 @@ impl Drop for OwnValkey {
         self.stop();
     }
 }
+
+// === Captured logs ===
+
+/// Every log line the apps of this test binary write through `tracing` (JSON, INFO
+/// and up), kept in memory so a test can look for its own lines by request id.
+static LOGS: OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber (once per binary).
+pub fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = LogSink(std::sync::Arc::clone(&buf));
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    });
+}
+
+/// The captured lines that contain `needle`, parsed.
+pub fn log_lines_with(needle: &str) -> Vec<Value> {
+    let Some(buf) = LOGS.get() else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

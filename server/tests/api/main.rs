@@ -2,12 +2,14 @@
 //! server with real PostgreSQL and Valkey (see `helpers`).
 
 mod helpers;
+mod proxy;
 
 mod cache;
 mod errors;
 mod events;
 mod lifecycle;
 mod near;
+mod races;
 mod redirects;
 mod sentinel;
 mod statements;

@@ -1,0 +1,301 @@
+//! Issue #10: writes whose clients vanish, a shutdown that must fit its budget,
+//! invalidations too large for one pipeline, list families that must stay bounded,
+//! and a 500 that must be traceable to its request.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::helpers::*;
+use crate::proxy::{database_port, Mode, PgProxy};
+
+fn location(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Until `app` serves `code` from its near cache with `target`.
+async fn warm_near(app: &TestApp, code: &str, target: &str) {
+    eventually(
+        "served from the near cache",
+        Duration::from_secs(5),
+        || async {
+            let r = app.get(&format!("/{code}")).await;
+            location(&r).as_deref() == Some(target)
+                && app
+                    .state
+                    .links
+                    .near()
+                    .and_then(|n| n.get(code))
+                    .flatten()
+                    .is_some_and(|t| t.location == target)
+        },
+    )
+    .await;
+}
+
+/// Sends a request over a raw connection and returns the stream (not read).
+async fn send_raw(addr: std::net::SocketAddr, request: &str) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    stream
+}
+
+/// A client that gives up after its write committed must not leave Valkey and the
+/// other replicas stale: the write's invalidation runs to completion anyway, and
+/// the abandoned request is settled (in-flight gauge down, logged as 499).
+#[tokio::test]
+async fn a_write_whose_client_hangs_up_after_commit_still_invalidates_everywhere() {
+    capture_logs();
+    let proxy = PgProxy::start(database_port()).await;
+    let mut cfg = test_config();
+    cfg.database_url = Some(proxy.database_url().into());
+    cfg.access_log = true;
+    let a = spawn_app_with(cfg).await;
+    let b = spawn_app().await;
+    let url = b.create_url().await;
+    let (id, code) = (
+        url["id"].as_i64().expect("id"),
+        url["short_code"].as_str().expect("code").to_owned(),
+    );
+    warm_near(&b, &code, url["original_url"].as_str().expect("target")).await;
+
+    // A's COMMIT reaches PostgreSQL, but A does not hear back until released; the
+    // client hangs up in that moment.
+    proxy.set(Mode::HoldCommitAnswers);
+    let rid = unique("hangup");
+    let body = json!({"original_url": "https://example.org/after-hangup"}).to_string();
+    let request = format!(
+        "PUT /urls/{id} HTTP/1.1\r\nHost: t\r\nX-Request-Id: {rid}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let stream = send_raw(a.addr, &request).await;
+    proxy.commits_sent(1).await;
+    drop(stream);
+    // hyper notices the hang-up and drops the request's future: it is settled as 499.
+    eventually(
+        "the abandoned request is logged as 499",
+        Duration::from_secs(5),
+        || async {
+            log_lines_with(&rid)
+                .iter()
+                .any(|l| l["fields"]["status"] == 499 && l["fields"]["route"] == "/urls/{id}")
+        },
+    )
+    .await;
+    proxy.set(Mode::Pass);
+
+    eventually(
+        "B serves the committed target",
+        Duration::from_secs(2),
+        || async {
+            location(&b.get(&format!("/{code}")).await).as_deref()
+                == Some("https://example.org/after-hangup")
+        },
+    )
+    .await;
+    let fetched: serde_json::Value = b
+        .get(&format!("/urls/{id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fetched["original_url"], "https://example.org/after-hangup");
+}
+
+/// SHUTDOWN_TIMEOUT_SECONDS is one budget for the whole shutdown: a request that
+/// never finishes and an event queue PostgreSQL will not take must not stretch it
+/// (it used to be applied to the drain, the flush and the metrics server in turn).
+#[tokio::test]
+async fn shutdown_fits_its_budget_when_connections_and_the_event_flush_hang() {
+    let proxy = PgProxy::start(database_port()).await;
+    let mut cfg = test_config();
+    cfg.database_url = Some(proxy.database_url().into());
+    cfg.shutdown_timeout_seconds = 2;
+    let mut app = spawn_app_with(cfg).await;
+    let url = app.create_url().await;
+    let code = url["short_code"].as_str().expect("code").to_owned();
+    warm_near(&app, &code, url["original_url"].as_str().expect("target")).await;
+
+    proxy.set(Mode::Hang);
+    // Served from the near cache; its event waits for a PostgreSQL that hangs.
+    assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
+    // A body that never completes holds its connection open through the drain.
+    let _slow = send_raw(
+        app.addr,
+        "POST /users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
+    )
+    .await;
+    eventually(
+        "the slow request is in flight",
+        Duration::from_secs(2),
+        || async { app.state.db.pool_status().1 >= 1 },
+    )
+    .await;
+
+    let started = Instant::now();
+    let task = app.begin_shutdown();
+    let result = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run returns");
+    let took = started.elapsed();
+    proxy.set(Mode::Pass);
+    assert!(result.expect("join").is_ok());
+    assert!(
+        took < Duration::from_millis(2_800),
+        "shutdown took {took:?}, budget 2 s"
+    );
+}
+
+/// Deleting a user with 100,000 URLs invalidates every one of them: the commands are
+/// sent in chunks, each inside the command timeout (one pipeline of 200,000 commands
+/// used to time out and invalidate nothing).
+#[tokio::test]
+async fn deleting_a_user_with_100000_urls_invalidates_all_of_them() {
+    let a = spawn_app().await;
+    let mut cfg = test_config();
+    cfg.near_cache_capacity = 0; // B reads Valkey directly
+    let b = spawn_app_with(cfg).await;
+    let c = spawn_app().await; // near cache on
+    let user = a.create_user().await;
+    let user_id = user["id"].as_i64().expect("id");
+    let prefix = unique("m");
+    db().await
+        .execute(
+            "INSERT INTO urls (user_id, short_code, original_url) \
+             SELECT $1, $2 || g, 'https://example.com/' || g FROM generate_series(1, 100000) g",
+            &[&user_id, &prefix],
+        )
+        .await
+        .expect("insert 100,000 urls");
+    let sample: Vec<String> = [1, 33_333, 66_666, 100_000]
+        .iter()
+        .map(|g| format!("{prefix}{g}"))
+        .collect();
+    for code in &sample {
+        let target = format!("https://example.com/{}", &code[prefix.len()..]);
+        eventually(
+            "B serves it from Valkey",
+            Duration::from_secs(5),
+            || async {
+                let r = b.get(&format!("/{code}")).await;
+                r.headers()["x-cache"] == "HIT" && location(&r).as_deref() == Some(target.as_str())
+            },
+        )
+        .await;
+        warm_near(&c, code, &target).await;
+    }
+
+    let started = Instant::now();
+    assert_eq!(a.delete(&format!("/users/{user_id}")).await.status(), 204);
+    eprintln!("DELETE with 100,000 URLs took {:?}", started.elapsed());
+    for code in &sample {
+        assert_eq!(
+            b.get(&format!("/{code}")).await.status(),
+            404,
+            "{code} still served from Valkey"
+        );
+        eventually(
+            "C drops it from its near cache",
+            Duration::from_secs(1),
+            || async { c.get(&format!("/{code}")).await.status() == 404 },
+        )
+        .await;
+    }
+}
+
+/// A list family holds at most CACHE_LIST_MAX_PAGES pages, however many distinct
+/// queries clients send within its TTL.
+#[tokio::test]
+async fn a_list_family_holds_at_most_its_page_bound() {
+    let mut cfg = test_config();
+    cfg.cache_key_prefix = format!("{}", unique("bound:"));
+    cfg.cache_list_max_pages = 3;
+    let app = spawn_app_with(cfg.clone()).await;
+    let cache = &app.state.cache;
+    let mut stored = Vec::new();
+    for page in 1..=10 {
+        stored.push(
+            cache
+                .put_list_now(
+                    shortener::cache::List::Urls,
+                    format!("p={page}"),
+                    bytes::Bytes::from_static(b"[]"),
+                )
+                .await,
+        );
+    }
+    assert_eq!(stored.iter().filter(|s| **s).count(), 3, "{stored:?}");
+    let mut conn = redis::Client::open(redis_url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let key = format!("{}lists:urls", cfg.cache_key_prefix);
+    let len: i64 = redis::cmd("HLEN")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("HLEN");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .expect("TTL");
+    assert_eq!(len, 3);
+    assert!(ttl > 0 && ttl <= 30, "ttl {ttl}");
+}
+
+/// A genuine 500 is logged with the request id and the route, so it can be matched to
+/// its access line; the client gets an opaque body.
+#[tokio::test]
+async fn an_internal_error_is_logged_with_its_request_id_and_route() {
+    capture_logs();
+    let app = spawn_app().await;
+    // A trigger that fails the insert of one marked user with an internal error.
+    let marker = unique("boom");
+    db().await
+        .batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION fail_{marker}() RETURNS trigger AS $$ BEGIN \
+               IF NEW.username = '{marker}' THEN RAISE EXCEPTION 'injected failure' USING ERRCODE = 'XX000'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER fail_{marker} BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION fail_{marker}();"
+        ))
+        .await
+        .expect("trigger");
+    let rid = unique("rid");
+    let resp = app
+        .client
+        .post(app.url("/users"))
+        .header("x-request-id", &rid)
+        .json(&json!({"username": marker, "email": format!("{marker}@example.com")}))
+        .send()
+        .await
+        .expect("POST");
+    db().await
+        .batch_execute(&format!("DROP TRIGGER fail_{marker} ON users"))
+        .await
+        .expect("drop trigger");
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.headers()["x-request-id"], rid.as_str());
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body, json!({"error": "internal error"}));
+    let lines = log_lines_with(&rid);
+    let line = lines
+        .iter()
+        .find(|l| l["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no error line for {rid}: {lines:?}"));
+    assert_eq!(line["fields"]["route"], "/users");
+    assert!(
+        line["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("injected failure")),
+        "{line}"
+    );
+}
