@@ -22,6 +22,7 @@ pub struct PgProxy {
     pub port: u16,
     mode: watch::Sender<Mode>,
     commits: watch::Receiver<u64>,
+    held: watch::Receiver<u64>,
 }
 
 impl PgProxy {
@@ -30,13 +31,17 @@ impl PgProxy {
         let port = listener.local_addr().expect("addr").port();
         let (mode, mode_rx) = watch::channel(Mode::Pass);
         let (commits_tx, commits) = watch::channel(0u64);
-        let commits_tx = Arc::new(commits_tx);
+        let (held_tx, held) = watch::channel(0u64);
+        let counters = Arc::new(Counters {
+            commits: commits_tx,
+            held: held_tx,
+        });
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (mode_rx, commits_tx) = (mode_rx.clone(), Arc::clone(&commits_tx));
+                let (mode_rx, counters) = (mode_rx.clone(), Arc::clone(&counters));
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)).await {
-                        pump_pair(client, server, mode_rx, commits_tx).await;
+                        pump_pair(client, server, mode_rx, counters).await;
                     }
                 });
             }
@@ -45,6 +50,7 @@ impl PgProxy {
             port,
             mode,
             commits,
+            held,
         }
     }
 
@@ -55,6 +61,13 @@ impl PgProxy {
     /// Waits until `n` COMMITs in all have gone through to PostgreSQL.
     pub async fn commits_sent(&self, n: u64) {
         let mut rx = self.commits.clone();
+        let _ = rx.wait_for(|c| *c >= n).await;
+    }
+
+    /// Waits until `n` messages in all have been held by `Mode::Hang` on their way to
+    /// PostgreSQL (each is a statement some task now waits on).
+    pub async fn messages_held(&self, n: u64) {
+        let mut rx = self.held.clone();
         let _ = rx.wait_for(|c| *c >= n).await;
     }
 
@@ -75,11 +88,16 @@ pub fn database_port() -> u16 {
     cfg.get_ports().first().copied().unwrap_or(5432)
 }
 
+struct Counters {
+    commits: watch::Sender<u64>,
+    held: watch::Sender<u64>,
+}
+
 async fn pump_pair(
     client: TcpStream,
     server: TcpStream,
     mode: watch::Receiver<Mode>,
-    commits: Arc<watch::Sender<u64>>,
+    counters: Arc<Counters>,
 ) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
@@ -94,7 +112,10 @@ async fn pump_pair(
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let _ = mode.wait_for(|m| *m != Mode::Hang).await;
+                if *mode.borrow() == Mode::Hang {
+                    counters.held.send_modify(|c| *c += 1);
+                    let _ = mode.wait_for(|m| *m != Mode::Hang).await;
+                }
                 let chunk = &buf[..n];
                 let is_commit = chunk.windows(7).any(|w| w == b"COMMIT\0");
                 if is_commit && *mode.borrow() == Mode::HoldCommitAnswers {
@@ -104,7 +125,7 @@ async fn pump_pair(
                     break;
                 }
                 if is_commit {
-                    commits.send_modify(|c| *c += 1);
+                    counters.commits.send_modify(|c| *c += 1);
                 }
             }
         }
