@@ -13,3 +13,4 @@ mod sentinel;
 mod statements;
 mod urls;
 mod users;
+mod valkey_memory;
