@@ -6,6 +6,7 @@ mod helpers;
 mod cache;
 mod errors;
 mod events;
+mod hostile;
 mod lifecycle;
 mod near;
 mod redirects;
