@@ -474,3 +474,41 @@ pub fn log_lines_with(needle: &str) -> Vec<Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+// === Added for hostile / valkey_memory (tests-10) ===
+
+impl OwnValkey {
+    /// Like `start`, with extra `valkey-server` arguments (for example
+    /// `["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]`).
+    pub async fn start_with_args(port: u16, extra: &[&str]) -> OwnValkey {
+        let port_arg = port.to_string();
+        let mut args = vec![
+            "--port",
+            port_arg.as_str(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new(valkey_binary())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start valkey-server");
+        let v = OwnValkey {
+            port,
+            child: Some(child),
+        };
+        eventually("own valkey up", Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        v
+    }
+}
