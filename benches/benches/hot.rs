@@ -11,9 +11,9 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::Method;
-use shortener::db::events::Batch;
+use shortener::clicks::agent::{referrer_host, Classifier};
+use shortener::clicks::rollup::{Daily, Hourly, LinkClick};
 use shortener::domain::{Link, Url};
-use shortener::events::Redirect;
 
 fn config() -> Criterion {
     Criterion::default()
@@ -122,7 +122,7 @@ fn near_cache(c: &mut Criterion) {
             is_active: true,
             target: format!("https://relay.cloud/amber/harvest/{}", i + 1),
         };
-        near.insert(code, Target::from_link(&link), near.epoch());
+        near.insert(code, Target::from_link(code, &link), near.epoch());
     }
     let mut g = c.benchmark_group("near_cache");
     let mut i = 0usize;
@@ -142,50 +142,45 @@ fn near_cache(c: &mut Criterion) {
     g.finish();
 }
 
-fn events(c: &mut Criterion) {
-    let mut g = c.benchmark_group("events");
-    let link = Link {
-        url_id: 123_456,
-        user_id: 4242,
-        is_active: true,
-        target: "https://relay.cloud/amber/harvest/123456".into(),
-    };
+/// The click writer's per-click work: classifying the user agent (cached, and the
+/// first time), and folding the click into a flush's rollups.
+fn clicks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("clicks");
     let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
     let referrer = "https://news.example.com/item?id=42";
-    // What the redirect handler does per request, before the queue.
-    g.bench_function("redirect_new", |b| {
-        b.iter(|| {
-            Redirect::new(
-                black_box(link.url_id),
-                link.user_id,
-                "Ab3xY9q",
-                Some(referrer),
-                Some(ua),
-            )
-        })
+    let classifier = Classifier::new(10_000);
+    g.bench_function("classify_cached", |b| {
+        b.iter(|| classifier.classify(black_box(Some(ua))))
     });
-    // What the writer does per batch: details + column arrays (EVENT_BATCH_MAX = 1000).
+    g.bench_function("classify_uncached", |b| {
+        b.iter(|| Classifier::new(1).classify(black_box(Some(ua))))
+    });
+    g.bench_function("referrer_host", |b| {
+        b.iter(|| referrer_host(black_box(Some(referrer))))
+    });
     const N: usize = 1000;
-    let redirects: Vec<Redirect> = (0..N)
-        .map(|_| {
-            Redirect::new(
-                link.url_id,
-                link.user_id,
-                "Ab3xY9q",
-                Some(referrer),
-                Some(ua),
-            )
-        })
-        .collect();
-    let mut batch = Batch::with_capacity(N);
+    let agent = classifier.classify(Some(ua));
+    let code: std::sync::Arc<str> = std::sync::Arc::from("Ab3xY9q");
+    let at = chrono::Utc::now();
     g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("batch_encode_1000", |b| {
+    g.bench_function("rollup_1000", |b| {
         b.iter(|| {
-            batch.clear();
-            for e in &redirects {
-                batch.push(e.url_id, e.user_id, "redirect", e.at, e.details());
+            let (mut hourly, mut daily) = (Hourly::default(), Daily::default());
+            for i in 0..N as i64 {
+                let click = LinkClick {
+                    id: None,
+                    at,
+                    url_id: i % 100,
+                    user_id: 7,
+                    code: &code,
+                    agent: &agent,
+                    referrer: Some(referrer),
+                    user_agent: Some(ua),
+                };
+                hourly.add_link(&click, false);
+                daily.add(&click, std::sync::Arc::from("news.example.com"));
             }
-            black_box(batch.len())
+            black_box((hourly.clicks(), daily.clicks()))
         })
     });
     g.finish();
@@ -194,6 +189,6 @@ fn events(c: &mut Criterion) {
 criterion_group! {
     name = hot;
     config = config();
-    targets = router, codes, json, cache, near_cache, events
+    targets = router, codes, json, cache, near_cache, clicks
 }
 criterion_main!(hot);

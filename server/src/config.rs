@@ -323,18 +323,31 @@ pub struct Config {
     #[arg(long, env = "HEALTH_CHECK_INTERVAL_MS", value_name = "HEALTH_CHECK_INTERVAL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(10..), global = true)]
     pub health_check_interval_ms: u64,
-    /// Capacity of the in-memory redirect-event queue; when full, events are dropped and counted.
-    #[arg(long, env = "EVENT_QUEUE_CAPACITY", value_name = "EVENT_QUEUE_CAPACITY", default_value_t = 65_536,
+    /// Clicks held in memory between the writer's drains (every 50 ms); when full,
+    /// clicks are dropped and counted.
+    #[arg(long, env = "CLICK_QUEUE_CAPACITY", value_name = "CLICK_QUEUE_CAPACITY", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
-    pub event_queue_capacity: u64,
-    /// Most redirect events written in one INSERT.
-    #[arg(long, env = "EVENT_BATCH_MAX", value_name = "EVENT_BATCH_MAX", default_value_t = 1_000,
+    pub click_queue_capacity: u64,
+    /// How often click counts (hourly rollups, totals) and raw clicks are written:
+    /// the counts' lag.
+    #[arg(long, env = "CLICKS_FLUSH_INTERVAL_MS", value_name = "CLICKS_FLUSH_INTERVAL_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
-    pub event_batch_max: u64,
-    /// Longest a redirect event waits in memory before its batch is written.
-    #[arg(long, env = "EVENT_FLUSH_INTERVAL_MS", value_name = "EVENT_FLUSH_INTERVAL_MS", default_value_t = 50,
+    pub clicks_flush_interval_ms: u64,
+    /// How often the daily breakdowns (referrers, browsers, OS, devices, a user's
+    /// links) are written: their lag.
+    #[arg(long, env = "CLICKS_BREAKDOWN_FLUSH_INTERVAL_MS", value_name = "CLICKS_BREAKDOWN_FLUSH_INTERVAL_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
-    pub event_flush_interval_ms: u64,
+    pub clicks_breakdown_flush_interval_ms: u64,
+    /// Days of raw clicks kept (day partitions, dropped whole); 0: no raw clicks, only
+    /// the rollups (which are kept forever).
+    #[arg(long, env = "CLICKS_RETENTION_DAYS", value_name = "CLICKS_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(0..=3650), global = true)]
+    pub clicks_retention_days: u32,
+    /// Time to live of a cached analytics answer (they are not invalidated: they are
+    /// about time ranges, and counts lag a flush interval anyway).
+    #[arg(long, env = "ANALYTICS_CACHE_TTL_SECONDS", value_name = "ANALYTICS_CACHE_TTL_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub analytics_cache_ttl_seconds: u64,
     /// Tokio worker threads (0: one per core).
     #[arg(
         long,

@@ -10,7 +10,7 @@
 //! - `cache`: Valkey read-through cache, fail-open; key scheme, Sentinel, invalidation.
 //! - `near`: the in-process near cache of redirect lookups, and single-flight.
 //! - `links`: the link lookup (near cache → single-flight → Valkey → PostgreSQL).
-//! - `events`: the redirect-event queue and its batch writer.
+//! - `clicks`: the click queue, its writer (rollups, raw clicks), partitions, backfill.
 //! - `metrics`: metric names and label enums, the Prometheus recorder.
 //! - `state`: the shared state and readiness.
 //! - `error`: the error type and its one mapping to a response.
@@ -21,11 +21,11 @@
 
 pub mod access_log;
 pub mod cache;
+pub mod clicks;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod events;
 pub mod handlers;
 pub mod links;
 pub mod metrics;
@@ -87,18 +87,30 @@ impl App {
         });
         let cache = cache::Cache::start(&cfg, near.clone())?;
         let links = links::Links::new(near, cache.clone(), db.clone());
-        let (events, writer) = events::EventQueue::start(
+        let (clicks, writer) = clicks::ClickQueue::start(
             db.clone(),
-            cache.clone(),
-            usize::try_from(cfg.event_queue_capacity).unwrap_or(usize::MAX),
-            usize::try_from(cfg.event_batch_max).unwrap_or(usize::MAX),
-            Duration::from_millis(cfg.event_flush_interval_ms),
+            clicks::Options {
+                capacity: usize::try_from(cfg.click_queue_capacity).unwrap_or(usize::MAX),
+                flush_interval: Duration::from_millis(cfg.clicks_flush_interval_ms),
+                breakdown_interval: Duration::from_millis(cfg.clicks_breakdown_flush_interval_ms),
+                retention_days: cfg.clicks_retention_days,
+                agent_cache: 10_000,
+            },
         );
+        tokio::spawn(clicks::maintenance::keep(
+            db.clone(),
+            cfg.clicks_retention_days,
+        ));
+        tokio::spawn(clicks::backfill::run(
+            db.clone(),
+            cfg.clicks_retention_days,
+            10_000,
+        ));
         let state = Arc::new(AppState {
             cfg,
             db,
             cache,
-            events,
+            clicks,
             ready: Readiness::default(),
             links,
             access: Default::default(),
@@ -194,9 +206,9 @@ impl App {
             .unwrap_or_else(|_| tokio::time::Instant::now())
             + budget;
         checker.abort();
-        state.events.close();
+        state.clicks.close();
         if tokio::time::timeout_at(deadline, writer).await.is_err() {
-            tracing::error!("event queue not written within the shutdown budget; exiting");
+            tracing::error!("click queue not written within the shutdown budget; exiting");
         }
         let _ = stop_tx.send(true);
         if let Some(task) = metrics_server {

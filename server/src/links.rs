@@ -95,7 +95,7 @@ impl Links {
             }
         };
         let target = match &link {
-            Some(l) => Some(Target::from_link(l).ok_or_else(|| {
+            Some(l) => Some(Target::from_link(code, l).ok_or_else(|| {
                 Error::internal(format!("the target of {code} is not a valid Location"))
             })?),
             None => None,

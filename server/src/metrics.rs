@@ -17,8 +17,11 @@ pub const DB_RETRIES: &str = "db_retries_total";
 pub const REDIRECTS: &str = "redirects_total";
 pub const EVENTS_WRITTEN: &str = "events_written_total";
 pub const HTTP_CANCELLED: &str = "http_server_requests_cancelled_total";
-pub const EVENTS_DROPPED: &str = "events_dropped_total";
-pub const EVENT_QUEUE_DEPTH: &str = "event_queue_depth";
+pub const CLICKS_RECORDED: &str = "clicks_recorded_total";
+pub const CLICKS_DROPPED: &str = "clicks_dropped_total";
+pub const CLICK_QUEUE_DEPTH: &str = "click_queue_depth";
+pub const CLICK_FLUSH_DURATION: &str = "click_flush_duration_seconds";
+pub const CLICK_PARTITIONS: &str = "click_partitions";
 pub const BUILD_INFO: &str = "build_info";
 
 /// Latency buckets. 2 s must be an edge: the HighLatency alert tests p95 > 2 s.
@@ -42,6 +45,12 @@ pub fn init() -> bool {
                 .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(DB_POOL_WAIT.into()), LATENCY_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(CLICK_FLUSH_DURATION.into()),
+                        LATENCY_BUCKETS,
+                    )
                 });
             let recorder = match builder {
                 Ok(b) => b.build_recorder(),
@@ -61,9 +70,11 @@ pub fn init() -> bool {
             gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             // Exported from the start, at zero: a counter that appears only on its
             // first increment makes rate() and alerts blind until then.
-            counter!(EVENTS_DROPPED).absolute(0);
+            counter!(CLICKS_DROPPED).absolute(0);
+            counter!(CLICKS_RECORDED, "bot" => "true").absolute(0);
+            counter!(CLICKS_RECORDED, "bot" => "false").absolute(0);
             counter!(HTTP_CANCELLED).absolute(0);
-            gauge!(EVENT_QUEUE_DEPTH).set(0.0);
+            gauge!(CLICK_QUEUE_DEPTH).set(0.0);
             gauge!(HTTP_IN_FLIGHT).set(0.0);
             hot();
             spawn_upkeep(handle.clone());
@@ -115,13 +126,23 @@ fn describe() {
     );
     describe_counter!(EVENTS_WRITTEN, "Events written to PostgreSQL, by type.");
     describe_counter!(
-        EVENTS_DROPPED,
-        "Redirect events dropped because the queue was full or the database refused them."
+        CLICKS_RECORDED,
+        "Clicks written to the rollups, by whether the client was a bot."
+    );
+    describe_counter!(
+        CLICKS_DROPPED,
+        "Clicks dropped because the queue was full or the database refused their flush."
     );
     describe_gauge!(
-        EVENT_QUEUE_DEPTH,
-        "Redirect events waiting in memory to be written."
+        CLICK_QUEUE_DEPTH,
+        "Clicks waiting in memory to be aggregated."
     );
+    describe_histogram!(
+        CLICK_FLUSH_DURATION,
+        Unit::Seconds,
+        "Duration of one click flush (one transaction)."
+    );
+    describe_gauge!(CLICK_PARTITIONS, "Day partitions of the raw clicks table.");
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
 }
 
@@ -295,12 +316,26 @@ pub fn events_written(kind: crate::domain::EventKind, n: u64) {
     counter!(EVENTS_WRITTEN, "event_type" => kind.as_str()).increment(n);
 }
 
-pub fn events_dropped(n: u64) {
-    counter!(EVENTS_DROPPED).increment(n);
+pub fn clicks_recorded(part: &crate::clicks::rollup::Hourly) {
+    let bots = part.bots();
+    counter!(CLICKS_RECORDED, "bot" => "true").increment(bots);
+    counter!(CLICKS_RECORDED, "bot" => "false").increment(part.clicks() - bots);
 }
 
-pub fn event_queue_depth(n: usize) {
-    gauge!(EVENT_QUEUE_DEPTH).set(n as f64);
+pub fn clicks_dropped(n: u64) {
+    counter!(CLICKS_DROPPED).increment(n);
+}
+
+pub fn click_queue_depth(n: usize) {
+    gauge!(CLICK_QUEUE_DEPTH).set(n as f64);
+}
+
+pub fn click_flush(elapsed: Duration) {
+    histogram!(CLICK_FLUSH_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub fn click_partitions(n: i64) {
+    gauge!(CLICK_PARTITIONS).set(n as f64);
 }
 
 #[cfg(test)]

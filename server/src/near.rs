@@ -22,6 +22,8 @@ use crate::domain::Link;
 /// A redirect answer ready to send: the `Location` value is built once, at fill time.
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The short code (shared, for the click record).
+    pub code: std::sync::Arc<str>,
     pub url_id: i64,
     pub user_id: i64,
     pub is_active: bool,
@@ -33,12 +35,13 @@ impl Target {
     /// stored text byte for byte when it is ASCII, else with its host in IDNA form and
     /// other non-ASCII percent-encoded. `None` only if that is still not a valid
     /// header value, which `uri_form` rules out.
-    pub fn from_link(link: &Link) -> Option<Target> {
+    pub fn from_link(code: &str, link: &Link) -> Option<Target> {
         let location = match crate::domain::values::uri_form(&link.target) {
             std::borrow::Cow::Borrowed(s) => HeaderValue::from_str(s).ok()?,
             std::borrow::Cow::Owned(s) => HeaderValue::try_from(s).ok()?,
         };
         Some(Target {
+            code: std::sync::Arc::from(code),
             url_id: link.url_id,
             user_id: link.user_id,
             is_active: link.is_active,
@@ -240,12 +243,15 @@ mod tests {
     use super::*;
 
     fn target(id: i64) -> Option<Target> {
-        Target::from_link(&Link {
-            url_id: id,
-            user_id: 1,
-            is_active: true,
-            target: format!("https://x.io/{id}"),
-        })
+        Target::from_link(
+            "code",
+            &Link {
+                url_id: id,
+                user_id: 1,
+                is_active: true,
+                target: format!("https://x.io/{id}"),
+            },
+        )
     }
 
     #[test]

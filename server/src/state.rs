@@ -1,21 +1,21 @@
 //! The only shared state: configuration, the pool, the cache, the link lookup, the
-//! event queue and readiness. Handlers get `&State`.
+//! click queue and readiness. Handlers get `&State`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
+use crate::clicks::ClickQueue;
 use crate::config::Config;
 use crate::db::Db;
-use crate::events::EventQueue;
 use crate::links::Links;
 
 pub struct AppState {
     pub cfg: Config,
     pub db: Db,
     pub cache: Cache,
-    pub events: EventQueue,
+    pub clicks: ClickQueue,
     pub ready: Readiness,
     /// The access log's direct writer, when the binary set one (see `access_log`).
     pub access: std::sync::OnceLock<crate::access_log::AccessLog>,

@@ -18,6 +18,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_create_events",
         include_str!("../../../migrations/0003_create_events.sql"),
     ),
+    (
+        "0004_create_clicks",
+        include_str!("../../../migrations/0004_create_clicks.sql"),
+    ),
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_lock`: "urlshort" in ASCII.

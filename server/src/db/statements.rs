@@ -130,39 +130,89 @@ pub const EVENT_INSERT: &str = concat!(
     "INSERT INTO events (url_id, user_id, event_type, details) VALUES ($1, $2, $3, $4) RETURNING ",
     event_cols!()
 );
-/// $1 url_ids, $2 user_ids, $3 event_types, $4 timestamps, $5 details: one batch, one statement.
-pub const EVENTS_INSERT_BATCH: &str =
-    "INSERT INTO events (url_id, user_id, event_type, \"timestamp\", details)
-    SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::timestamp[], $5::jsonb[])";
-/// Event lists, one per combination of the url_id / user_id / event_type filters, in that
-/// bit order (bit 0 url_id, bit 1 user_id, bit 2 event_type). Filter parameters come
-/// first in that order, then limit and offset.
-pub const EVENT_LISTS: [&str; 8] = [
-    concat!("SELECT ", event_cols!(), " FROM events ORDER BY id LIMIT $1 OFFSET $2"),
-    concat!("SELECT ", event_cols!(), " FROM events WHERE url_id = $1 ORDER BY id LIMIT $2 OFFSET $3"),
-    concat!("SELECT ", event_cols!(), " FROM events WHERE user_id = $1 ORDER BY id LIMIT $2 OFFSET $3"),
-    concat!(
-        "SELECT ",
+/// Which rows an event list reads: the log's own rows of one type, or those and
+/// the raw clicks (as `redirect` events) interleaved by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// No type filter: every event, and every click of the retention window.
+    All,
+    /// `event_type=redirect`: clicks, and redirect rows not yet moved out of `events`.
+    Redirects,
+    /// Any other `event_type`: the event log only.
+    Typed,
+}
+
+/// The event list statements, one per source and combination of the url_id / user_id
+/// filters (bit 0 url_id, bit 1 user_id). Parameters: the filters in that order, then
+/// event_type (Typed only), then limit and offset. Each side of
+/// a union reads at most limit + offset rows in id order from its own index, so a
+/// page costs the same whatever the tables' size (the offset is bounded by the page
+/// window).
+pub fn event_list(source: EventSource, which: usize) -> &'static str {
+    static ALL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let mut v = Vec::with_capacity(12);
+        for source in [EventSource::All, EventSource::Redirects, EventSource::Typed] {
+            for which in 0..4 {
+                v.push(build_event_list(source, which));
+            }
+        }
+        v
+    });
+    let s = match source {
+        EventSource::All => 0,
+        EventSource::Redirects => 1,
+        EventSource::Typed => 2,
+    };
+    &ALL[s * 4 + (which & 3)]
+}
+
+fn build_event_list(source: EventSource, which: usize) -> String {
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    let mut conds = Vec::new();
+    if which & 1 != 0 {
+        conds.push(format!("url_id = {}", next()));
+    }
+    if which & 2 != 0 {
+        conds.push(format!("user_id = {}", next()));
+    }
+    let click_conds = conds.clone();
+    match source {
+        EventSource::All => {}
+        EventSource::Redirects => conds.push("event_type = 'redirect'".into()),
+        EventSource::Typed => conds.push(format!("event_type = {}", next())),
+    }
+    let (limit, offset) = (next(), next());
+    let filter = |c: &[String]| {
+        if c.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", c.join(" AND "))
+        }
+    };
+    let events = format!(
+        "SELECT {} FROM events{} ORDER BY id",
         event_cols!(),
-        " FROM events WHERE url_id = $1 AND user_id = $2 ORDER BY id LIMIT $3 OFFSET $4"
-    ),
-    concat!("SELECT ", event_cols!(), " FROM events WHERE event_type = $1 ORDER BY id LIMIT $2 OFFSET $3"),
-    concat!(
-        "SELECT ",
-        event_cols!(),
-        " FROM events WHERE url_id = $1 AND event_type = $2 ORDER BY id LIMIT $3 OFFSET $4"
-    ),
-    concat!(
-        "SELECT ",
-        event_cols!(),
-        " FROM events WHERE user_id = $1 AND event_type = $2 ORDER BY id LIMIT $3 OFFSET $4"
-    ),
-    concat!(
-        "SELECT ",
-        event_cols!(),
-        " FROM events WHERE url_id = $1 AND user_id = $2 AND event_type = $3 ORDER BY id LIMIT $4 OFFSET $5"
-    ),
-];
+        filter(&conds)
+    );
+    if source == EventSource::Typed {
+        return format!("{events} LIMIT {limit} OFFSET {offset}");
+    }
+    let clicks = format!(
+        "SELECT id, url_id, user_id, 'redirect'::text, clicked_at, \
+         jsonb_strip_nulls(jsonb_build_object('short_code', short_code, 'referrer', referrer, 'user_agent', user_agent)) \
+         FROM clicks{} ORDER BY id",
+        filter(&click_conds)
+    );
+    format!(
+        "SELECT * FROM (({events} LIMIT {limit}::int8 + {offset}::int8) \
+         UNION ALL ({clicks} LIMIT {limit}::int8 + {offset}::int8)) page \
+         ORDER BY id LIMIT {limit} OFFSET {offset}"
+    )
+}
 
 /// Liveness of the database for `/ready`.
 pub const PING: &str = "SELECT 1";
@@ -170,6 +220,62 @@ pub const PING: &str = "SELECT 1";
 /// $1 the timeout as text (`120000ms`): raises statement_timeout until the end of the
 /// current transaction (`set_config(..., true)` is `SET LOCAL`, with a parameter).
 pub const SET_LOCAL_STATEMENT_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true)";
+
+// === clicks (see clicks::rollup) ===
+
+/// $1 batch id → a row when this flush is new (claimed), none when already applied.
+pub const CLICK_BATCH_CLAIM: &str =
+    "INSERT INTO click_batches (batch_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1";
+
+/// Arrays: url_id, hour, user_id, clicks, bot_clicks, last_at.
+pub const CLICK_LINK_HOURLY_UPSERT: &str = "INSERT INTO click_link_hourly AS t \
+     (url_id, hour, user_id, clicks, bot_clicks, last_at) \
+     SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[]) \
+     ON CONFLICT (url_id, hour) DO UPDATE SET clicks = t.clicks + EXCLUDED.clicks, \
+     bot_clicks = t.bot_clicks + EXCLUDED.bot_clicks, last_at = GREATEST(t.last_at, EXCLUDED.last_at)";
+
+/// Arrays: user_id, hour, clicks, bot_clicks.
+pub const CLICK_USER_HOURLY_UPSERT: &str = "INSERT INTO click_user_hourly AS t \
+     (user_id, hour, clicks, bot_clicks) \
+     SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int8[], $4::int8[]) \
+     ON CONFLICT (user_id, hour) DO UPDATE SET clicks = t.clicks + EXCLUDED.clicks, \
+     bot_clicks = t.bot_clicks + EXCLUDED.bot_clicks";
+
+/// Arrays: hour, clicks, bot_clicks, unknown_hits, inactive_hits.
+pub const CLICK_GLOBAL_HOURLY_UPSERT: &str = "INSERT INTO click_global_hourly AS t \
+     (hour, clicks, bot_clicks, unknown_hits, inactive_hits) \
+     SELECT * FROM unnest($1::timestamptz[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) \
+     ON CONFLICT (hour) DO UPDATE SET clicks = t.clicks + EXCLUDED.clicks, \
+     bot_clicks = t.bot_clicks + EXCLUDED.bot_clicks, \
+     unknown_hits = t.unknown_hits + EXCLUDED.unknown_hits, \
+     inactive_hits = t.inactive_hits + EXCLUDED.inactive_hits";
+
+/// Arrays: url_id, day, dim, value, clicks, bot_clicks.
+pub const CLICK_LINK_DAILY_UPSERT: &str = "INSERT INTO click_link_daily AS t \
+     (url_id, day, dim, value, clicks, bot_clicks) \
+     SELECT * FROM unnest($1::int8[], $2::date[], $3::text[], $4::text[], $5::int8[], $6::int8[]) \
+     ON CONFLICT (url_id, day, dim, value) DO UPDATE SET clicks = t.clicks + EXCLUDED.clicks, \
+     bot_clicks = t.bot_clicks + EXCLUDED.bot_clicks";
+
+/// Arrays: user_id, day, dim, value, clicks, bot_clicks.
+pub const CLICK_USER_DAILY_UPSERT: &str = "INSERT INTO click_user_daily AS t \
+     (user_id, day, dim, value, clicks, bot_clicks) \
+     SELECT * FROM unnest($1::int8[], $2::date[], $3::text[], $4::text[], $5::int8[], $6::int8[]) \
+     ON CONFLICT (user_id, day, dim, value) DO UPDATE SET clicks = t.clicks + EXCLUDED.clicks, \
+     bot_clicks = t.bot_clicks + EXCLUDED.bot_clicks";
+
+/// Arrays: user_id, day, url_id, clicks, bot_clicks.
+pub const CLICK_USER_DAILY_LINKS_UPSERT: &str = "INSERT INTO click_user_daily_links AS t \
+     (user_id, day, url_id, clicks, bot_clicks) \
+     SELECT * FROM unnest($1::int8[], $2::date[], $3::int8[], $4::int8[], $5::int8[]) \
+     ON CONFLICT (user_id, day, url_id) DO UPDATE SET clicks = t.clicks + EXCLUDED.clicks, \
+     bot_clicks = t.bot_clicks + EXCLUDED.bot_clicks";
+
+/// COPY of moved redirect events, keeping their ids.
+pub const CLICKS_COPY_WITH_IDS: &str = "COPY clicks (id, clicked_at, url_id, user_id, short_code, referrer, user_agent, is_bot) FROM STDIN (FORMAT binary)";
+
+/// COPY of raw clicks (binary; ids from the events sequence by default).
+pub const CLICKS_COPY: &str = "COPY clicks (clicked_at, url_id, user_id, short_code, referrer, user_agent, is_bot) FROM STDIN (FORMAT binary)";
 
 /// Every statement, prepared on each new pooled connection.
 pub fn all() -> impl Iterator<Item = &'static str> {
@@ -197,12 +303,22 @@ pub fn all() -> impl Iterator<Item = &'static str> {
         URL_LIST_BY_ACTIVE,
         URL_LIST_BY_USER_ACTIVE,
         EVENT_INSERT,
-        EVENTS_INSERT_BATCH,
         PING,
         SET_LOCAL_STATEMENT_TIMEOUT,
+        CLICK_BATCH_CLAIM,
+        CLICK_LINK_HOURLY_UPSERT,
+        CLICK_USER_HOURLY_UPSERT,
+        CLICK_GLOBAL_HOURLY_UPSERT,
+        CLICK_LINK_DAILY_UPSERT,
+        CLICK_USER_DAILY_UPSERT,
+        CLICK_USER_DAILY_LINKS_UPSERT,
     ]
     .into_iter()
-    .chain(EVENT_LISTS)
+    .chain(
+        [EventSource::All, EventSource::Redirects, EventSource::Typed]
+            .into_iter()
+            .flat_map(|s| (0..4).map(move |w| event_list(s, w))),
+    )
 }
 
 // === seed (the `seed` subcommand only; not prepared on pooled connections) ===

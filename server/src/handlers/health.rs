@@ -37,7 +37,7 @@ pub fn ready(st: &AppState) -> Response {
 }
 
 pub fn metrics(st: &AppState) -> Response {
-    crate::metrics::event_queue_depth(st.events.depth());
+    crate::metrics::click_queue_depth(st.clicks.depth());
     let text = crate::metrics::render(st.db.pool_status());
     let mut resp = http::Response::new(Body::new(Bytes::from(text)));
     resp.headers_mut().insert(

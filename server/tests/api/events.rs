@@ -70,10 +70,7 @@ async fn redirect_events(app: &TestApp, url_id: i64, n: usize) -> Vec<Value> {
         Duration::from_secs(10),
         || async move {
             let got: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'redirect'",
-                    &[&url_id],
-                )
+                .query_one("SELECT count(*) FROM clicks WHERE url_id = $1", &[&url_id])
                 .await
                 .expect("count")
                 .get(0);

@@ -104,7 +104,8 @@ pub fn test_config() -> Config {
     cfg.port = 0;
     cfg.cache_key_prefix = format!("test:{}:", run_id());
     cfg.health_check_interval_ms = 50;
-    cfg.event_flush_interval_ms = 20;
+    cfg.clicks_flush_interval_ms = 20;
+    cfg.clicks_breakdown_flush_interval_ms = 20;
     cfg.shutdown_timeout_seconds = 5;
     cfg.database_pool_max = 8;
     cfg.access_log = false;

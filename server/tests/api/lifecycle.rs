@@ -152,7 +152,8 @@ async fn with_postgres_unreachable_health_is_200_ready_is_503_and_requests_get_a
 async fn graceful_shutdown_flushes_queued_redirect_events() {
     let mut cfg = test_config();
     // Only the shutdown flush can write within this test.
-    cfg.event_flush_interval_ms = 60_000;
+    cfg.clicks_flush_interval_ms = 60_000;
+    cfg.clicks_breakdown_flush_interval_ms = 60_000;
     let app = spawn_app_with(cfg).await;
     let url = app.create_url().await;
     let (id, code) = (
@@ -170,18 +171,24 @@ async fn graceful_shutdown_flushes_queued_redirect_events() {
     }
     let db = db().await;
     let count = || async {
-        db.query_one(
-            "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'redirect'",
-            &[&id],
-        )
-        .await
-        .expect("count")
-        .get::<_, i64>(0)
+        db.query_one("SELECT count(*) FROM clicks WHERE url_id = $1", &[&id])
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
     };
     assert_eq!(count().await, 0, "still queued before shutdown");
     let addr = app.addr;
     app.shutdown().await.expect("shutdown returns Ok");
-    assert_eq!(count().await, N, "every queued event was written");
+    assert_eq!(count().await, N, "every queued click was written");
+    let counted: i64 = db
+        .query_one(
+            "SELECT coalesce(sum(clicks), 0)::int8 FROM click_link_hourly WHERE url_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("rollup")
+        .get(0);
+    assert_eq!(counted, N, "and counted in the rollups");
     assert!(refuses_connections(addr).await, "the port is closed");
 }
 
@@ -299,13 +306,10 @@ async fn metrics_expose_every_documented_series() {
         "redirect event written",
         Duration::from_secs(10),
         || async {
-            db.query_one(
-                "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'redirect'",
-                &[&id],
-            )
-            .await
-            .expect("count")
-            .get::<_, i64>(0)
+            db.query_one("SELECT count(*) FROM clicks WHERE url_id = $1", &[&id])
+                .await
+                .expect("count")
+                .get::<_, i64>(0)
                 > 0
         },
     )
@@ -381,8 +385,12 @@ async fn metrics_expose_every_documented_series() {
         ("redirects_total", &["result=\"found\""][..]),
         ("redirects_total", &["result=\"not_found\""][..]),
         ("redirects_total", &["result=\"inactive\""][..]),
-        ("events_written_total", &["event_type=\"redirect\""][..]),
-        ("event_queue_depth", &[][..]),
+        ("events_written_total", &["event_type=\"created\""][..]),
+        ("clicks_recorded_total", &["bot=\"false\""][..]),
+        ("clicks_dropped_total", &[][..]),
+        ("click_queue_depth", &[][..]),
+        ("click_flush_duration_seconds_bucket", &[][..]),
+        ("http_server_requests_cancelled_total", &[][..]),
         ("process_cpu_seconds_total", &[][..]),
         ("process_resident_memory_bytes", &[][..]),
         ("process_open_fds", &[][..]),

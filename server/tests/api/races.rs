@@ -214,7 +214,7 @@ async fn deleting_a_user_with_100000_urls_invalidates_all_of_them() {
 #[tokio::test]
 async fn a_list_family_holds_at_most_its_page_bound() {
     let mut cfg = test_config();
-    cfg.cache_key_prefix = format!("{}", unique("bound:"));
+    cfg.cache_key_prefix = unique("bound:");
     cfg.cache_list_max_pages = 3;
     let app = spawn_app_with(cfg.clone()).await;
     let cache = &app.state.cache;

@@ -217,13 +217,10 @@ async fn get_redirects_record_events_and_head_redirects_do_not() {
 
     let db = db().await;
     let count = || async {
-        db.query_one(
-            "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'redirect'",
-            &[&id],
-        )
-        .await
-        .expect("count")
-        .get::<_, i64>(0)
+        db.query_one("SELECT count(*) FROM clicks WHERE url_id = $1", &[&id])
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
     };
     eventually("two redirect events", Duration::from_secs(10), || async {
         count().await >= 2
@@ -232,7 +229,7 @@ async fn get_redirects_record_events_and_head_redirects_do_not() {
     assert_eq!(count().await, 2, "HEAD records nothing");
     let rows = db
         .query(
-            "SELECT details FROM events WHERE url_id = $1 AND event_type = 'redirect' ORDER BY id",
+            "SELECT jsonb_strip_nulls(jsonb_build_object('short_code', short_code, 'referrer', referrer, 'user_agent', user_agent)) FROM clicks WHERE url_id = $1 ORDER BY id",
             &[&id],
         )
         .await
