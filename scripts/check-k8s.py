@@ -11,7 +11,10 @@ Each check is a function below; together they cover:
   less superuser_reserved_connections (3) and the operator's own (10);
 - the Service does not expose the metrics port;
 - the PostgreSQL instances may reach each other on 8000 (primary isolation);
-- Valkey values: no keys that do nothing in Sentinel mode;
+- Valkey: the chart version pinned in k8s/versions.env and the image tags
+  equal to the ones that chart release was built with; no persistence (no
+  AOF, no RDB), maxmemory within the limit, an eviction policy; no keys that
+  do nothing in Sentinel mode;
 - Alloy drops the `filename` label that loki.source.file adds.
 Exits 1 on any failure."""
 from __future__ import annotations
@@ -122,10 +125,62 @@ def postgres_peers_reach_instance_manager(docs: list[dict]) -> None:
                  + (" (CloudNativePG's primary isolation check, /failsafe)" if port == 8000 else ""))
 
 
-def valkey_values() -> None:
-    values = yaml.safe_load((ROOT / "k8s/valkey-values.yaml").read_text())
+def read_env(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            env[k] = v
+    return env
+
+
+def to_bytes(quantity: str) -> float:
+    """Kubernetes (Mi, Gi) and PostgreSQL/Valkey (MB, GB, mb) sizes, in bytes."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]i?|[kmgt]b|[KMGT]B)?", str(quantity).strip())
+    if not m:
+        raise ValueError(f"not a size: {quantity!r}")
+    n, unit = float(m.group(1)), (m.group(2) or "")
+    powers = {"k": 1, "m": 2, "g": 3, "t": 4}
+    if not unit:
+        return n
+    # PostgreSQL's MB/GB and Valkey's mb/gb are binary units, as Mi/Gi.
+    return n * 1024 ** powers[unit[0].lower()]
+
+
+def valkey_values(versions: dict) -> None:
+    where = "k8s/valkey-values.yaml"
+    values = yaml.safe_load((ROOT / where).read_text())
     if values.get("sentinel", {}).get("enabled") and "primary" in values:
-        fail("k8s/valkey-values.yaml: `primary` has no effect in Sentinel mode (the chart runs only replica.*)")
+        fail(f"{where}: `primary` has no effect in Sentinel mode (the chart runs only replica.*)")
+    chart = versions.get("VALKEY_CHART_VERSION", "")
+    if not re.fullmatch(r"\d+\.\d+\.\d+", chart):
+        fail(f"k8s/versions.env: VALKEY_CHART_VERSION must pin an exact chart version, is {chart!r}")
+    tag = versions.get("VALKEY_IMAGE_TAG")
+    for key, image in (("image", values.get("image", {})), ("sentinel.image", values.get("sentinel", {}).get("image", {}))):
+        if image.get("tag") != tag:
+            fail(f"{where}: {key}.tag {image.get('tag')!r} is not VALKEY_IMAGE_TAG {tag!r} (k8s/versions.env)")
+    # A pure cache: nothing on disk, bounded memory, an eviction policy.
+    conf = {}
+    for line in values.get("commonConfiguration", "").splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            k, _, v = line.strip().partition(" ")
+            conf[k] = v.strip()
+    if conf.get("appendonly") != "no":
+        fail(f"{where}: commonConfiguration must say `appendonly no` (the chart's default writes an AOF)")
+    if conf.get("save") != '""':
+        fail(f"{where}: commonConfiguration must say `save \"\"` (no RDB snapshots)")
+    for key in ("replica", "sentinel"):
+        if values.get(key, {}).get("persistence", {}).get("enabled") is not False:
+            fail(f"{where}: {key}.persistence.enabled must be false")
+    if "maxmemory" not in conf:
+        fail(f"{where}: commonConfiguration sets no maxmemory")
+    else:
+        limit = to_bytes(values["replica"]["resources"]["limits"]["memory"])
+        if to_bytes(conf["maxmemory"]) > limit / 2:
+            fail(f"{where}: maxmemory {conf['maxmemory']} is over half the container's memory limit")
+    if not re.fullmatch(r"(allkeys|volatile)-(lru|lfu|random|ttl)", conf.get("maxmemory-policy", "")):
+        fail(f"{where}: commonConfiguration needs an evicting maxmemory-policy, has {conf.get('maxmemory-policy')!r}")
 
 
 def alloy_labels() -> None:
@@ -146,7 +201,8 @@ def main() -> int:
     pool_sizing(by, env)
     service_hides_metrics(by, env)
     postgres_peers_reach_instance_manager(docs)
-    valkey_values()
+    versions = read_env(ROOT / "k8s/versions.env")
+    valkey_values(versions)
     alloy_labels()
 
     for e in errors:
