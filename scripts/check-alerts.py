@@ -2,7 +2,8 @@
 """Checks what promtool does not: every alert in monitoring/rules has a
 severity, a summary, a description and a runbook_url whose section exists in
 docs/runbook.md; every warning/critical `family` pair is complete; and the
-unit tests in monitoring/tests make every alert fire and stay silent.
+unit tests in monitoring/tests make every alert fire and stay silent; the
+required alerts (REQUIRED) exist.
 Exits 1 on any failure."""
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ def slug(heading: str) -> str:
     return s.replace(" ", "-")
 
 
+# Alerts that must exist: the PostgreSQL set (issue 12) watches what
+# CloudNativePG and its Barman Cloud plugin export.
+REQUIRED = {"PostgresInstanceDown", "PostgresReplicationLag", "PostgresSlotRetainingWAL",
+            "PostgresVolumeNearFull", "PostgresBackupTooOld", "PostgresWALArchivingStalled"}
+
+
 def main() -> int:
     errors = []
     anchors = {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.*)$", (ROOT / "docs/runbook.md").read_text(), re.M)}
@@ -31,6 +38,8 @@ def main() -> int:
             for r in g["rules"]:
                 if "alert" in r:
                     alerts[r["alert"]] = r
+    for name in sorted(REQUIRED - set(alerts)):
+        errors.append(f"{name}: required alert is missing")
     families: dict[str, set[str]] = {}
     for name, r in alerts.items():
         labels, ann = r.get("labels", {}), r.get("annotations", {})

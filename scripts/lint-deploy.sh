@@ -170,7 +170,7 @@ split_rendered() {
 import json, sys, yaml
 from pathlib import Path
 tmp = Path(sys.argv[1])
-crd_groups = {"postgresql.cnpg.io", "traefik.io"}
+crd_groups = {"postgresql.cnpg.io", "traefik.io", "barmancloud.cnpg.io"}
 unchecked = {("helm.cattle.io/v1", "HelmChartConfig")}
 core, crds, skipped = [], [], []
 for f in sorted(tmp.glob("render-*.yaml")):
@@ -189,7 +189,7 @@ for f in sorted(tmp.glob("render-*.yaml")):
 (tmp / "core.yaml").write_text(yaml.safe_dump_all(core))
 (tmp / "crds.json").write_text(json.dumps(crds))
 (tmp / "skipped.txt").write_text("\n".join(skipped))
-print(f"{len(core)} core objects, {len(crds)} CloudNativePG/Traefik objects, rendered but not schema-checked: {', '.join(skipped) or 'none'}")
+print(f"{len(core)} core objects, {len(crds)} CloudNativePG/Barman Cloud/Traefik objects, rendered but not schema-checked: {', '.join(skipped) or 'none'}")
 PY
 }
 
@@ -237,7 +237,7 @@ check "kubectl kustomize (k8s, traefik, monitoring)" render
 check "split rendered objects by schema" split_rendered
 check "kubernetes-validate --strict (core kinds)" kubernetes_validate
 check "CloudNativePG + Traefik CRD schemas" node scripts/check-crds.mjs "$tools/npm" "$tmp/crds.json"
-check "k8s policy (security, rollout, pool sizing)" "$py" scripts/check-k8s.py "$tmp/render-k8s.yaml"
+check "k8s policy (check-k8s.py)" "$py" scripts/check-k8s.py "$tmp/render-k8s.yaml" "$tmp/render-k8s-monitoring.yaml"
 check "promtool check config" promtool_config
 check "promtool check rules" "$promtool" check rules monitoring/rules/*.yml
 check "promtool test rules" "$promtool" test rules monitoring/tests/*_test.yml
