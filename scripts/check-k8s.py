@@ -4,6 +4,7 @@ decisions that schemas cannot see. Usage:
     check-k8s.py RENDERED_APP.yaml [RENDERED_MONITORING.yaml]
 Each check is a function below; together they cover:
 - every pod template meets the restricted Pod Security profile;
+- pods pulling from ghcr.io have imagePullSecrets (the Secret documented);
 - the Deployment never drops below its replicas during a rollout;
 - terminationGracePeriodSeconds >= preStop sleep + SHUTDOWN_TIMEOUT_SECONDS
   (the server's whole budget from SIGTERM to exit) + a margin of 5 s;
@@ -15,6 +16,7 @@ Each check is a function below; together they cover:
   equal to the ones that chart release was built with; no persistence (no
   AOF, no RDB), maxmemory within the limit, an eviction policy; no keys that
   do nothing in Sentinel mode;
+- the Dockerfile and docs/deployment.md quote the same measured binary size;
 - Alloy drops the `filename` label that loki.source.file adds;
 - CloudNativePG: a supported operator release in k8s/versions.env, the
   PostgreSQL image pinned to a full version or digest, max_slot_wal_keep_size
@@ -75,6 +77,17 @@ def pod_security(docs: list[dict]) -> None:
                 fail(f"{where}/{c['name']}: needs no privilege escalation, read-only root, drop ALL")
             if not c.get("resources", {}).get("limits"):
                 fail(f"{where}/{c['name']}: no resource limits")
+
+
+def registry_credentials(docs: list[dict]) -> None:
+    """Pulling from GHCR needs credentials unless the package is public."""
+    for d in docs:
+        spec = d.get("spec", {}).get("template", {}).get("spec")
+        if not spec:
+            continue
+        images = [c["image"] for c in spec.get("initContainers", []) + spec.get("containers", [])]
+        if any(i.startswith("ghcr.io/") for i in images) and not spec.get("imagePullSecrets"):
+            fail(f"{d['kind']} {d['metadata']['name']}: pulls from ghcr.io without imagePullSecrets")
 
 
 def rollout_and_shutdown(by: dict, env: dict) -> None:
@@ -438,6 +451,17 @@ def docs_state_app_resources(by: dict) -> None:
             fail(f"docs/runbook.md#{name.lower()} must state the app's {want!r} (k8s/deployment.yaml)")
 
 
+def measured_sizes_agree() -> None:
+    """The Dockerfile and docs/deployment.md quote the same measured binary size."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    docs = (ROOT / "docs/deployment.md").read_text()
+    m = re.search(r"measured [^(]*\(([\d,]+) bytes", dockerfile)
+    if not m:
+        fail("Dockerfile: no measured binary size ('measured ... (N bytes')")
+    elif m.group(1) not in docs:
+        fail(f"docs/deployment.md does not quote the Dockerfile's measured binary size {m.group(1)} bytes")
+
+
 def alloy_labels() -> None:
     text = (ROOT / "monitoring/alloy/config.alloy").read_text()
     code = re.sub(r"//[^\n]*", "", text)
@@ -454,6 +478,7 @@ def main() -> int:
     env = cm["data"]
 
     pod_security(docs)
+    registry_credentials(docs)
     rollout_and_shutdown(by, env)
     pool_sizing(by, env)
     service_hides_metrics(by, env)
@@ -466,6 +491,7 @@ def main() -> int:
     valkey_values(versions)
     cnpg_versions(versions)
     alloy_labels()
+    measured_sizes_agree()
 
     for e in errors:
         print(f"FAIL {e}")
