@@ -26,7 +26,9 @@ def slug(heading: str) -> str:
 # Alerts that must exist: the PostgreSQL set (issue 12) watches what
 # CloudNativePG and its Barman Cloud plugin export.
 REQUIRED = {"PostgresInstanceDown", "PostgresReplicationLag", "PostgresSlotRetainingWAL",
-            "PostgresVolumeNearFull", "PostgresBackupTooOld", "PostgresWALArchivingStalled"}
+            "PostgresVolumeNearFull", "PostgresBackupTooOld", "PostgresWALArchivingStalled", "Watchdog"}
+# Always firing by design (severity none): tested firing, never silent.
+ALWAYS_FIRING = {"Watchdog"}
 
 
 def main() -> int:
@@ -43,7 +45,10 @@ def main() -> int:
     families: dict[str, set[str]] = {}
     for name, r in alerts.items():
         labels, ann = r.get("labels", {}), r.get("annotations", {})
-        if labels.get("severity") not in ("warning", "critical"):
+        if name in ALWAYS_FIRING:
+            if labels.get("severity") != "none" or r.get("expr") != "vector(1)":
+                errors.append(f"{name}: must be `vector(1)` with severity none (the heartbeat)")
+        elif labels.get("severity") not in ("warning", "critical"):
             errors.append(f"{name}: severity must be warning or critical")
         for key in ("summary", "description", "runbook_url"):
             if not ann.get(key):
@@ -68,7 +73,7 @@ def main() -> int:
     for name in alerts:
         if name not in fires:
             errors.append(f"{name}: no unit test makes it fire")
-        if name not in silent:
+        if name not in silent and name not in ALWAYS_FIRING:
             errors.append(f"{name}: no unit test keeps it silent")
     for name in (fires | silent) - set(alerts):
         errors.append(f"tests name an alert that does not exist: {name}")

@@ -16,6 +16,9 @@ Each check is a function below; together they cover:
   equal to the ones that chart release was built with; no persistence (no
   AOF, no RDB), maxmemory within the limit, an eviction policy; no keys that
   do nothing in Sentinel mode;
+- monitoring: only Grafana (logins, password from a Secret, no anonymous
+  access) is exposed; default-deny ingress, no port open to everyone else,
+  only Grafana reaches Prometheus; Watchdog is routed first to a heartbeat;
 - the Dockerfile and docs/deployment.md quote the same measured binary size;
 - Alloy drops the `filename` label that loki.source.file adds;
 - CloudNativePG: a supported operator release in k8s/versions.env, the
@@ -451,6 +454,49 @@ def docs_state_app_resources(by: dict) -> None:
             fail(f"docs/runbook.md#{name.lower()} must state the app's {want!r} (k8s/deployment.yaml)")
 
 
+def monitoring_exposure(monitoring: list[dict]) -> None:
+    """Only Grafana (which logs users in) is exposed; the namespace denies
+    ingress by default and opens each port to named pods only."""
+    if not monitoring:
+        fail("check-k8s.py needs the rendered k8s/monitoring as its second argument")
+        return
+    for d in monitoring:
+        if d["kind"] == "Service" and d["spec"].get("type", "ClusterIP") in ("NodePort", "LoadBalancer") \
+                and d["metadata"]["name"] != "grafana":
+            fail(f"monitoring: Service {d['metadata']['name']} is a {d['spec']['type']}: only Grafana may be exposed")
+    policies = [d for d in monitoring if d["kind"] == "NetworkPolicy"]
+    if not any(p["spec"].get("podSelector") == {} and "Ingress" in p["spec"].get("policyTypes", [])
+               and not p["spec"].get("ingress") for p in policies):
+        fail("monitoring: no default-deny ingress NetworkPolicy")
+    for p in policies:
+        for rule in p["spec"].get("ingress", []):
+            if not rule.get("from") and p["spec"]["podSelector"].get("matchLabels") != {"app.kubernetes.io/name": "grafana"}:
+                fail(f"monitoring: NetworkPolicy {p['metadata']['name']} opens a port to everyone")
+    prom_open = [p for p in policies if selects(p["spec"]["podSelector"], {"app.kubernetes.io/name": "prometheus"})
+                 and p["spec"].get("ingress")]
+    for p in prom_open:
+        for rule in p["spec"]["ingress"]:
+            for f in rule.get("from", []):
+                if f.get("podSelector", {}).get("matchLabels") != {"app.kubernetes.io/name": "grafana"} or "namespaceSelector" in f:
+                    fail(f"monitoring: NetworkPolicy {p['metadata']['name']} lets more than Grafana reach Prometheus")
+    graf = next((d for d in monitoring if d["kind"] == "Deployment" and d["metadata"]["name"] == "grafana"), None)
+    if graf:
+        env = {e["name"]: e for c in graf["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+        pw = env.get("GF_SECURITY_ADMIN_PASSWORD", {})
+        if "secretKeyRef" not in pw.get("valueFrom", {}):
+            fail("monitoring: Grafana's admin password must come from a Secret (secretKeyRef)")
+        if env.get("GF_AUTH_ANONYMOUS_ENABLED", {}).get("value") != "false":
+            fail("monitoring: Grafana must say GF_AUTH_ANONYMOUS_ENABLED=false")
+    am = yaml.safe_load((ROOT / "monitoring/alertmanager.yml").read_text())
+    routes = am.get("route", {}).get("routes", [])
+    hb = next((r for r in routes if 'alertname="Watchdog"' in r.get("matchers", [])), None)
+    receivers = {r["name"]: r for r in am.get("receivers", [])}
+    if not hb or not receivers.get(hb["receiver"], {}).get("webhook_configs"):
+        fail("monitoring/alertmanager.yml: no route sending Watchdog to a heartbeat webhook receiver")
+    elif routes.index(hb) != 0:
+        fail("monitoring/alertmanager.yml: the Watchdog route must come first")
+
+
 def measured_sizes_agree() -> None:
     """The Dockerfile and docs/deployment.md quote the same measured binary size."""
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -492,6 +538,7 @@ def main() -> int:
     cnpg_versions(versions)
     alloy_labels()
     measured_sizes_agree()
+    monitoring_exposure(monitoring)
 
     for e in errors:
         print(f"FAIL {e}")
