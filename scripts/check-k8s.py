@@ -19,6 +19,8 @@ Each check is a function below; together they cover:
 - monitoring: only Grafana (logins, password from a Secret, no anonymous
   access) is exposed; default-deny ingress, no port open to everyone else,
   only Grafana reaches Prometheus; Watchdog is routed first to a heartbeat;
+- every docs/*.md#anchor named in the deployment files exists, and every
+  $VARIABLE in the walkthrough's shell blocks is defined;
 - the Dockerfile and docs/deployment.md quote the same measured binary size;
 - Alloy drops the `filename` label that loki.source.file adds;
 - CloudNativePG: a supported operator release in k8s/versions.env, the
@@ -232,6 +234,10 @@ def cnpg_versions(versions: dict) -> None:
         if today[:len(eol)] > eol:
             # Not a failure: a date must not break every build; the report says it.
             notes.append(f"WARNING CloudNativePG {minor} reached end of life {eol}: upgrade (docs/deployment.md#upgrades)")
+    k8s = ".".join(versions.get("K8S_VERSION", "").split(".")[:2])
+    supported = versions.get("CNPG_K8S_SUPPORTED", "").strip('"').split()
+    if k8s not in supported:
+        fail(f"k8s/versions.env: Kubernetes {k8s} is not one CloudNativePG {minor} supports ({supported})")
     for key in ("BARMAN_CLOUD_PLUGIN_VERSION", "CERT_MANAGER_VERSION"):
         if not re.fullmatch(r"\d+\.\d+\.\d+", versions.get(key, "")):
             fail(f"k8s/versions.env: {key} must be an exact release")
@@ -497,6 +503,40 @@ def monitoring_exposure(monitoring: list[dict]) -> None:
         fail("monitoring/alertmanager.yml: the Watchdog route must come first")
 
 
+def slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    s = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return s.replace(" ", "-")
+
+
+def doc_links() -> None:
+    """Every docs/<file>.md#anchor named in the deployment files exists."""
+    anchors = {}
+    for doc in ("deployment", "runbook"):
+        text = (ROOT / f"docs/{doc}.md").read_text()
+        text = re.sub(r"```.*?```", "", text, flags=re.S)
+        anchors[doc] = {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.*)$", text, re.M)}
+    files = [*ROOT.glob("k8s/**/*.yaml"), *ROOT.glob("k8s/*.env"), *ROOT.glob(".github/workflows/*.yml"),
+             *ROOT.glob("monitoring/**/*.yml"), *ROOT.glob("monitoring/**/*.alloy"), ROOT / "Dockerfile",
+             *ROOT.glob("docs/*.md"), *ROOT.glob("docs/adr/*.md")]
+    for f in files:
+        for m in re.finditer(r"(deployment|runbook)\.md#([\w-]+)", f.read_text()):
+            if m.group(2) not in anchors[m.group(1)]:
+                fail(f"{f.relative_to(ROOT)}: links {m.group(0)}, which has no such section")
+
+
+def docs_variables(versions: dict) -> None:
+    """Every $VARIABLE the walkthrough's shell blocks use is defined: in
+    k8s/versions.env (which it sources) or in the block itself."""
+    text = (ROOT / "docs/deployment.md").read_text()
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        defined = set(versions) | set(re.findall(r"\b([A-Z][A-Z0-9_]*)=", block)) | {"HOME", "PATH", "PWD"}
+        defined |= set(re.findall(r"for ([a-zA-Z_]+) in", block))
+        for var in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", block):
+            if var not in defined:
+                fail(f"docs/deployment.md uses ${var}, which neither k8s/versions.env nor the step defines")
+
+
 def measured_sizes_agree() -> None:
     """The Dockerfile and docs/deployment.md quote the same measured binary size."""
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -538,6 +578,8 @@ def main() -> int:
     cnpg_versions(versions)
     alloy_labels()
     measured_sizes_agree()
+    doc_links()
+    docs_variables(versions)
     monitoring_exposure(monitoring)
 
     for e in errors:

