@@ -210,10 +210,12 @@ def valkey_values(versions: dict) -> None:
         fail(f"{where}: commonConfiguration needs an evicting maxmemory-policy, has {conf.get('maxmemory-policy')!r}")
 
 
-# CloudNativePG minors whose end of life has passed, with the date upstream
-# gave (docs/src/supported_releases.md and the release notes).
-CNPG_ENDED = {"1.25": "2025-08-?", "1.26": "2025-11-?", "1.27": "2026-03-09", "1.28": "2026-06-?",
-              "1.29": "2026-09-29"}
+# CloudNativePG minors whose end of life has passed. Upstream's
+# docs/src/supported_releases.md at v1.30.0 lists only 1.30 and 1.29 (end of
+# life 2026-09-29) as supported; every older minor had ended before (1.27 on
+# 2026-03-09, its release notes). Raise this when the next minor ends.
+CNPG_FIRST_SUPPORTED_MINOR = 30
+CNPG_ENDED = {"1.27": "2026-03-09", "1.29": "2026-09-29"}
 
 
 def cnpg_versions(versions: dict) -> None:
@@ -223,8 +225,9 @@ def cnpg_versions(versions: dict) -> None:
         fail(f"k8s/versions.env: CNPG_VERSION must be an exact operator release, is {v!r}")
         return
     minor = f"1.{m.group(1)}"
-    if int(m.group(1)) <= 29 or minor in CNPG_ENDED:
-        fail(f"k8s/versions.env: CloudNativePG {minor} is past its end of life ({CNPG_ENDED.get(minor, 'earlier')})")
+    if int(m.group(1)) < CNPG_FIRST_SUPPORTED_MINOR:
+        fail(f"k8s/versions.env: CloudNativePG {minor} is past its end of life"
+             f" ({CNPG_ENDED.get(minor, 'before 2026-09-29')})")
     eol = versions.get("CNPG_EOL", "")
     if not re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", eol):
         fail(f"k8s/versions.env: CNPG_EOL must give the minor's end of life (YYYY-MM[-DD]), is {eol!r}")
