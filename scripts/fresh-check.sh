@@ -68,7 +68,7 @@ outside() {
     clone=$work/url-shortener
     git clone --quiet --no-checkout "$root" "$clone"
     git -C "$clone" checkout --quiet --detach "$sha"
-    log "clone of $(git -C "$clone" log -1 --format='%h %s' | cut -c1-80) in $clone"
+    log "clone of HEAD $(git -C "$clone" log -1 --format=%h) in $clone"
 
     started=$(date +%s)
     log "started $(date -u +%H:%M:%SZ)"
