@@ -13,7 +13,7 @@ use http::{HeaderValue, Method, StatusCode};
 
 use crate::access_log::push_digits;
 use crate::error::{Error, Result};
-use crate::handlers::{events, health, redirect, urls, users};
+use crate::handlers::{analytics, events, health, redirect, urls, users};
 use crate::metrics as m;
 use crate::response::{Request, Response, X_REQUEST_ID};
 use crate::state::{AppState, State};
@@ -49,6 +49,9 @@ pub enum Route<'a> {
     GetUrl(&'a str),
     UpdateUrl(&'a str),
     DeleteUrl(&'a str),
+    UrlStats(&'a str),
+    Analytics,
+    AnalyticsSummary,
     ListEvents,
     CreateEvent,
     Redirect(&'a str),
@@ -88,10 +91,17 @@ pub fn route<'a>(method: &Method, path: &'a str, metrics_here: bool) -> (&'stati
             ("/urls/{code}/redirect", Redirect(code))
         }
         (_, ["urls", _, "redirect"]) => ("/urls/{code}/redirect", WrongMethod("GET, HEAD")),
+        (&Method::GET, ["urls", id, "stats"]) => ("/urls/{id}/stats", UrlStats(id)),
+        (_, ["urls", _, "stats"]) => ("/urls/{id}/stats", WrongMethod("GET")),
         (&Method::GET, ["urls", id]) => ("/urls/{id}", GetUrl(id)),
         (&Method::PUT, ["urls", id]) => ("/urls/{id}", UpdateUrl(id)),
         (&Method::DELETE, ["urls", id]) => ("/urls/{id}", DeleteUrl(id)),
         (_, ["urls", _]) => ("/urls/{id}", WrongMethod("GET, PUT, DELETE")),
+
+        (&Method::GET, ["analytics"]) => ("/analytics", Analytics),
+        (_, ["analytics"]) => ("/analytics", WrongMethod("GET")),
+        (&Method::GET, ["analytics", "summary"]) => ("/analytics/summary", AnalyticsSummary),
+        (_, ["analytics", "summary"]) => ("/analytics/summary", WrongMethod("GET")),
 
         (&Method::GET, ["events"]) => ("/events", ListEvents),
         (&Method::POST, ["events"]) => ("/events", CreateEvent),
@@ -120,6 +130,9 @@ async fn dispatch(route: Route<'_>, req: Request, st: &State) -> Result<Response
         Route::GetUrl(id) => urls::get(id, st).await,
         Route::UpdateUrl(id) => urls::update(id, req, st).await,
         Route::DeleteUrl(id) => urls::delete(id, st).await,
+        Route::UrlStats(id) => analytics::stats(id, st).await,
+        Route::Analytics => analytics::query(&req, st).await,
+        Route::AnalyticsSummary => analytics::summary(&req, st).await,
         Route::ListEvents => events::list(&req, st).await,
         Route::CreateEvent => events::create(req, st).await,
         Route::Redirect(code) => redirect::follow(code, &req, st).await,

@@ -223,6 +223,34 @@ impl Cache {
         });
     }
 
+    /// A value under `{prefix}{name}` (analytics answers).
+    pub async fn get_raw(&self, name: &str) -> Lookup<Bytes> {
+        if !self.is_enabled() {
+            return Lookup::Miss;
+        }
+        let key = self.key(name, "");
+        let got: Option<Option<Vec<u8>>> = self
+            .run("get", |mut c, _| async move { c.get(key).await })
+            .await;
+        counted(got.map(|v| v.map(Bytes::from)))
+    }
+
+    /// Stores a value under `{prefix}{name}` for `ttl_secs`, overwriting (no
+    /// tombstone guards these: nothing invalidates them).
+    pub fn put_raw(&self, name: String, body: Bytes, ttl_secs: u64) {
+        if !self.is_enabled() {
+            return;
+        }
+        let key = self.key(&name, "");
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.run("set", |mut c, _| async move {
+                c.set_ex::<_, _, ()>(key, body.as_ref(), ttl_secs).await
+            })
+            .await;
+        });
+    }
+
     /// The redirect lookup. `Hit(None)` is a cached "no such code".
     pub async fn get_link(&self, code: &str) -> Lookup<Option<Link>> {
         if !self.is_enabled() {

@@ -1,6 +1,7 @@
 //! PostgreSQL: the pool, and every query the service runs (one file per table).
 //! Rows are read only here; SQL text lives in `statements`.
 
+pub mod analytics;
 pub mod events;
 pub mod migrate;
 pub mod seed;

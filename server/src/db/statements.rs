@@ -277,6 +277,45 @@ pub const CLICKS_COPY_WITH_IDS: &str = "COPY clicks (id, clicked_at, url_id, use
 /// COPY of raw clicks (binary; ids from the events sequence by default).
 pub const CLICKS_COPY: &str = "COPY clicks (clicked_at, url_id, user_id, short_code, referrer, user_agent, is_bot) FROM STDIN (FORMAT binary)";
 
+// === analytics (rollups only) ===
+
+/// $1 url_id → all-time clicks, bot clicks, last click.
+pub const ANALYTICS_LINK_TOTALS: &str = "SELECT coalesce(sum(clicks), 0)::int8, \
+     coalesce(sum(bot_clicks), 0)::int8, max(last_at) FROM click_link_hourly WHERE url_id = $1";
+pub const ANALYTICS_LINK_FIRST_HOUR: &str =
+    "SELECT min(hour) FROM click_link_hourly WHERE url_id = $1";
+pub const ANALYTICS_USER_FIRST_HOUR: &str =
+    "SELECT min(hour) FROM click_user_hourly WHERE user_id = $1";
+/// $1 id, $2 granularity (hour, day, month), $3 IANA zone, $4 start, $5 end → per
+/// non-empty local bucket: its start (local time), clicks, bot clicks.
+pub const ANALYTICS_LINK_SERIES: &str = "SELECT date_trunc($2, hour AT TIME ZONE $3) AS b, \
+     sum(clicks)::int8, sum(bot_clicks)::int8 FROM click_link_hourly \
+     WHERE url_id = $1 AND hour >= $4 AND hour < $5 GROUP BY 1 ORDER BY 1";
+pub const ANALYTICS_USER_SERIES: &str = "SELECT date_trunc($2, hour AT TIME ZONE $3) AS b, \
+     sum(clicks)::int8, sum(bot_clicks)::int8 FROM click_user_hourly \
+     WHERE user_id = $1 AND hour >= $4 AND hour < $5 GROUP BY 1 ORDER BY 1";
+/// $1 id, $2 dim, $3 first day, $4 last day, $5 exclude bots, $6 limit → (value, clicks).
+pub const ANALYTICS_LINK_BREAKDOWN: &str = "SELECT value, \
+     (sum(clicks) - CASE WHEN $5 THEN sum(bot_clicks) ELSE 0 END)::int8 AS n \
+     FROM click_link_daily WHERE url_id = $1 AND day >= $3 AND day <= $4 AND dim = $2 \
+     GROUP BY value HAVING (sum(clicks) - CASE WHEN $5 THEN sum(bot_clicks) ELSE 0 END) > 0 \
+     ORDER BY n DESC, value LIMIT $6";
+pub const ANALYTICS_USER_BREAKDOWN: &str = "SELECT value, \
+     (sum(clicks) - CASE WHEN $5 THEN sum(bot_clicks) ELSE 0 END)::int8 AS n \
+     FROM click_user_daily WHERE user_id = $1 AND day >= $3 AND day <= $4 AND dim = $2 \
+     GROUP BY value HAVING (sum(clicks) - CASE WHEN $5 THEN sum(bot_clicks) ELSE 0 END) > 0 \
+     ORDER BY n DESC, value LIMIT $6";
+/// $1 user_id, $2 first day, $3 last day, $4 exclude bots, $5 limit → (url_id, code, clicks).
+pub const ANALYTICS_TOP_URLS: &str = "SELECT l.url_id, u.short_code, l.n FROM ( \
+     SELECT url_id, (sum(clicks) - CASE WHEN $4 THEN sum(bot_clicks) ELSE 0 END)::int8 AS n \
+     FROM click_user_daily_links WHERE user_id = $1 AND day >= $2 AND day <= $3 \
+     GROUP BY url_id) l LEFT JOIN urls u ON u.id = l.url_id WHERE l.n > 0 \
+     ORDER BY l.n DESC, l.url_id LIMIT $5";
+/// $1 start, $2 end → clicks, bot clicks, unknown-code hits, inactive-code hits.
+pub const ANALYTICS_SUMMARY: &str = "SELECT coalesce(sum(clicks), 0)::int8, \
+     coalesce(sum(bot_clicks), 0)::int8, coalesce(sum(unknown_hits), 0)::int8, \
+     coalesce(sum(inactive_hits), 0)::int8 FROM click_global_hourly WHERE hour >= $1 AND hour < $2";
+
 /// Every statement, prepared on each new pooled connection.
 pub fn all() -> impl Iterator<Item = &'static str> {
     [
@@ -312,6 +351,15 @@ pub fn all() -> impl Iterator<Item = &'static str> {
         CLICK_LINK_DAILY_UPSERT,
         CLICK_USER_DAILY_UPSERT,
         CLICK_USER_DAILY_LINKS_UPSERT,
+        ANALYTICS_LINK_TOTALS,
+        ANALYTICS_LINK_FIRST_HOUR,
+        ANALYTICS_USER_FIRST_HOUR,
+        ANALYTICS_LINK_SERIES,
+        ANALYTICS_USER_SERIES,
+        ANALYTICS_LINK_BREAKDOWN,
+        ANALYTICS_USER_BREAKDOWN,
+        ANALYTICS_TOP_URLS,
+        ANALYTICS_SUMMARY,
     ]
     .into_iter()
     .chain(

@@ -6,7 +6,9 @@
 //! - `code`: short-code generation and the cheap plausibility check of the hot path.
 //! - `input`: taking typed fields out of a JSON object, collecting every problem.
 //! - `query`: list query parameters and pages.
+//! - `analytics`: the analytics query (scope, range, zone, buckets).
 
+pub mod analytics;
 pub mod code;
 pub mod input;
 pub mod query;

@@ -53,7 +53,15 @@ pub const TITLE_MAX: usize = 1000;
 pub const EVENT_TYPE_MAX: usize = 64;
 
 /// Words the API uses as path segments; never short codes.
-pub const RESERVED_CODES: &[&str] = &["users", "urls", "events", "health", "ready", "metrics"];
+pub const RESERVED_CODES: &[&str] = &[
+    "users",
+    "urls",
+    "events",
+    "health",
+    "ready",
+    "metrics",
+    "analytics",
+];
 
 const NO_NUL: &str = "must not contain NUL characters";
 

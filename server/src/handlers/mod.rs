@@ -1,6 +1,7 @@
 //! Request handlers: each parses input into domain types, calls db / cache / events,
 //! and shapes the response. No SQL and no Valkey commands here.
 
+pub mod analytics;
 pub mod events;
 pub mod health;
 pub mod redirect;

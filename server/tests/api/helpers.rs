@@ -59,18 +59,27 @@ pub fn database_url() -> &'static str {
 }
 
 async fn create_database() -> String {
+    create_named_database(&format!("test_{}", run_id())).await
+}
+
+/// A migrated database of its own, for tests that change what every other test
+/// shares (such as the click partitions).
+pub async fn separate_database(tag: &str) -> String {
+    create_named_database(&format!("test_{}_{tag}", run_id())).await
+}
+
+async fn create_named_database(name: &str) -> String {
     let admin = admin_database_url();
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .expect("connect to PostgreSQL");
     tokio::spawn(conn);
-    let name = format!("test_{}", run_id());
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .expect("create database");
     let mut cfg: tokio_postgres::Config = admin.parse().expect("DATABASE_URL parses");
-    cfg.dbname(&name);
+    cfg.dbname(name);
     let url = format!(
         "postgres://{}@{}:{}/{}",
         cfg.get_user().unwrap_or("postgres"),
@@ -106,6 +115,7 @@ pub fn test_config() -> Config {
     cfg.health_check_interval_ms = 50;
     cfg.clicks_flush_interval_ms = 20;
     cfg.clicks_breakdown_flush_interval_ms = 20;
+    cfg.analytics_cache_ttl_seconds = 1;
     cfg.shutdown_timeout_seconds = 5;
     cfg.database_pool_max = 8;
     cfg.access_log = false;

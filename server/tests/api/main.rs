@@ -5,6 +5,7 @@ mod helpers;
 mod proxy;
 
 mod cache;
+mod clicks;
 mod errors;
 mod events;
 mod hostile;
