@@ -226,6 +226,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub near_cache_ttl_ms: u64,
 
+    /// How old a redirect answer may be and still be served while PostgreSQL cannot
+    /// be reached (stale-if-error); 0 turns it off.
+    #[arg(long, env = "STALE_IF_ERROR_SECONDS", value_name = "STALE_IF_ERROR_SECONDS", default_value_t = 21_600,
+          value_parser = clap::value_parser!(u64).range(0..=2_592_000), global = true)]
+    pub stale_if_error_seconds: u64,
+
     /// Address to listen on.
     #[arg(
         long,

@@ -86,7 +86,13 @@ impl App {
             ))
         });
         let cache = cache::Cache::start(&cfg, near.clone())?;
-        let links = links::Links::new(near, cache.clone(), db.clone());
+        let links = links::Links::new(
+            near,
+            cache.clone(),
+            db.clone(),
+            Duration::from_secs(cfg.stale_if_error_seconds),
+            Duration::from_millis(cfg.database_pool_timeout_ms + cfg.database_statement_timeout_ms),
+        );
         let (clicks, writer) = clicks::ClickQueue::start(
             db.clone(),
             clicks::Options {

@@ -14,6 +14,7 @@ pub const CACHE_OPS: &str = "cache_operations_total";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_WAIT: &str = "db_pool_wait_seconds";
 pub const DB_RETRIES: &str = "db_retries_total";
+pub const STALE_SERVED: &str = "stale_served_total";
 pub const REDIRECTS: &str = "redirects_total";
 pub const EVENTS_WRITTEN: &str = "events_written_total";
 pub const HTTP_CANCELLED: &str = "http_server_requests_cancelled_total";
@@ -74,6 +75,8 @@ pub fn init() -> bool {
             counter!(CLICKS_RECORDED, "bot" => "true").absolute(0);
             counter!(CLICKS_RECORDED, "bot" => "false").absolute(0);
             counter!(HTTP_CANCELLED).absolute(0);
+            counter!(STALE_SERVED, "layer" => "local").absolute(0);
+            counter!(STALE_SERVED, "layer" => "valkey").absolute(0);
             gauge!(CLICK_QUEUE_DEPTH).set(0.0);
             gauge!(HTTP_IN_FLIGHT).set(0.0);
             hot();
@@ -120,6 +123,10 @@ fn describe() {
         "Time spent waiting for a pooled PostgreSQL connection."
     );
     describe_counter!(REDIRECTS, "Redirect lookups by result.");
+    describe_counter!(
+        STALE_SERVED,
+        "Redirect answers served past their TTL because PostgreSQL could not be reached, by layer."
+    );
     describe_counter!(
         DB_RETRIES,
         "Idempotent operations retried once after a serialization failure, deadlock or cancelled statement."
@@ -297,6 +304,11 @@ pub fn cache_valkey(result: CacheResult) {
 /// A near-cache (in-process) lookup.
 pub fn cache_local(hit: bool) {
     hot().local[usize::from(!hit)].increment(1);
+}
+
+/// A redirect answered stale (PostgreSQL away); `layer` is local or valkey.
+pub fn stale_served(layer: &'static str) {
+    counter!(STALE_SERVED, "layer" => layer).increment(1);
 }
 
 /// An operation retried once after a retryable PostgreSQL error (`db::retry_once`).

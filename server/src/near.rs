@@ -89,6 +89,17 @@ impl NearCache {
         Some(entry.target)
     }
 
+    /// The last answer known for a code, however old, up to `max_age`: served only
+    /// when PostgreSQL cannot be asked (stale-if-error). Nothing while the link is
+    /// down (then the map was dropped).
+    pub fn get_stale(&self, code: &str, max_age: Duration) -> Option<Option<Target>> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let entry = self.map.get(code)?;
+        (entry.filled.elapsed() <= max_age).then_some(entry.target)
+    }
+
     /// The epoch to pass to `insert` for a lookup starting now.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
@@ -290,6 +301,27 @@ mod tests {
         near.set_live(true);
         near.insert("nope", None, near.epoch());
         assert!(matches!(near.get("nope"), Some(None)));
+    }
+
+    #[test]
+    fn an_expired_entry_is_still_there_for_stale_if_error_within_its_bound() {
+        let near = NearCache::new(100, Duration::ZERO);
+        near.set_live(true);
+        near.insert("abc", target(1), near.epoch());
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(near.get("abc").is_none(), "expired for normal reads");
+        assert_eq!(
+            near.get_stale("abc", Duration::from_secs(60))
+                .flatten()
+                .map(|t| t.url_id),
+            Some(1)
+        );
+        assert!(near.get_stale("abc", Duration::ZERO).is_none());
+        near.invalidate("abc");
+        assert!(
+            near.get_stale("abc", Duration::from_secs(60)).is_none(),
+            "a write drops it"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! - `user:{id}`, `url:{id}`: the entity's JSON, as served;
 //! - `code:{code}`: the redirect lookup (`encode_link`, or `-` for an unknown code);
+//! - `code-stale:{code}`: the same, kept STALE_IF_ERROR_SECONDS, read only while
+//!   PostgreSQL cannot be asked;
 //! - `lists:{users|urls|events}`: a hash of cached list pages, one field per
 //!   distinct query (at most CACHE_LIST_MAX_PAGES of them), dropped whole by a write.
 //!

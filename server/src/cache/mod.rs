@@ -92,6 +92,8 @@ struct Inner {
     timeout: Duration,
     list_max_pages: u64,
     put_list_page: redis::Script,
+    /// TTL of the stale-if-error copies of redirect answers.
+    stale_secs: u64,
 }
 
 /// What one write invalidates, owned so it can outlive the request.
@@ -132,6 +134,7 @@ impl Cache {
                 timeout,
                 list_max_pages: cfg.cache_list_max_pages,
                 put_list_page: redis::Script::new(PUT_LIST_PAGE),
+                stale_secs: cfg.stale_if_error_seconds,
             })),
         })
     }
@@ -287,13 +290,55 @@ impl Cache {
         }
     }
 
-    /// Caches a redirect lookup's answer (found or not).
+    /// Caches a redirect lookup's answer (found or not), and keeps a long-lived copy
+    /// under `code-stale:` for stale-if-error (STALE_IF_ERROR_SECONDS).
     pub fn put_link(&self, code: &str, link: Option<&Link>) {
-        if self.is_enabled() {
-            self.fill(
-                self.key("code", code),
-                link.map_or_else(|| NEGATIVE.to_owned(), encode_link),
-            );
+        let Some(inner) = self.inner.as_ref() else {
+            return;
+        };
+        let value = link.map_or_else(|| NEGATIVE.to_owned(), encode_link);
+        let (fresh, stale) = (self.key("code", code), self.key("code-stale", code));
+        let (this, stale_secs) = (self.clone(), inner.stale_secs);
+        tokio::spawn(async move {
+            this.run("set", |mut c, ttl| async move {
+                // NX on both: a write's tombstones (see `invalidate`) turn a racing,
+                // older fill into a no-op.
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(&fresh)
+                    .arg(&value)
+                    .arg("EX")
+                    .arg(ttl)
+                    .arg("NX")
+                    .ignore()
+                    .cmd("SET")
+                    .arg(&stale)
+                    .arg(&value)
+                    .arg("EX")
+                    .arg(stale_secs.max(ttl))
+                    .arg("NX")
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        });
+    }
+
+    /// The long-lived copy of a redirect answer, for when PostgreSQL is away.
+    pub async fn get_stale_link(&self, code: &str) -> Lookup<Option<Link>> {
+        if !self.is_enabled() {
+            return Lookup::Miss;
+        }
+        let key = self.key("code-stale", code);
+        let got: Option<Option<String>> = self
+            .run("get", |mut c, _| async move { c.get(key).await })
+            .await;
+        match got {
+            Some(Some(s)) if s == NEGATIVE => Lookup::Hit(None),
+            Some(Some(s)) => decode_link(&s).map_or(Lookup::Miss, |l| Lookup::Hit(Some(l))),
+            Some(None) => Lookup::Miss,
+            None => Lookup::Error,
         }
     }
 
@@ -366,6 +411,7 @@ impl Cache {
         let mut keys: Vec<String> = Vec::with_capacity(entities.len() + codes.len());
         keys.extend(entities.iter().map(|(kind, id)| self.key(kind, id)));
         keys.extend(codes.iter().map(|code| self.key("code", code)));
+        keys.extend(codes.iter().map(|code| self.key("code-stale", code)));
         let job = Invalidation {
             keys,
             lists: lists.iter().map(|l| self.key("lists", l.name())).collect(),

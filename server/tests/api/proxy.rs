@@ -16,6 +16,8 @@ pub enum Mode {
     HoldCommitAnswers,
     /// Nothing flows in either direction until the mode is Pass again.
     Hang,
+    /// Open connections are cut and new ones closed at once: PostgreSQL is gone.
+    Refuse,
 }
 
 pub struct PgProxy {
@@ -38,6 +40,10 @@ impl PgProxy {
         });
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if *mode_rx.borrow() == Mode::Refuse {
+                    drop(client);
+                    continue;
+                }
                 let (mode_rx, counters) = (mode_rx.clone(), Arc::clone(&counters));
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream_port)).await {
@@ -149,5 +155,10 @@ async fn pump_pair(
             }
         }
     };
-    tokio::join!(up, down);
+    // Refuse cuts the connection whatever it is doing.
+    let mut refused = mode.clone();
+    tokio::select! {
+        _ = async { tokio::join!(up, down) } => {}
+        _ = refused.wait_for(|m| *m == Mode::Refuse) => {}
+    }
 }

@@ -298,3 +298,69 @@ async fn an_internal_error_is_logged_with_its_request_id_and_route() {
         "{line}"
     );
 }
+
+/// Issue #15: while PostgreSQL is away, a redirect whose target is known keeps being
+/// served past its TTL (stale-if-error), counted; an unknown code is a 503, not 404.
+#[tokio::test]
+async fn known_redirects_are_served_stale_while_postgresql_is_away() {
+    let proxy = PgProxy::start(database_port()).await;
+    let mut cfg = test_config();
+    cfg.database_url = Some(proxy.database_url().into());
+    cfg.near_cache_ttl_ms = 1; // every near-cache entry is already expired
+    cfg.database_pool_timeout_ms = 300;
+    let app = spawn_app_with(cfg).await;
+    let url = app.create_url().await;
+    let (code, target) = (
+        url["short_code"].as_str().expect("code").to_owned(),
+        url["original_url"].as_str().expect("target").to_owned(),
+    );
+    let resp = app.get(&format!("/{code}")).await;
+    assert_eq!(location(&resp).as_deref(), Some(target.as_str()));
+    // Valkey's fresh entry gone too (as after its TTL); the long-lived copy stays.
+    let mut conn = redis::Client::open(redis_url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let prefix = &app.state.cfg.cache_key_prefix;
+    eventually("the stale copy is written", Duration::from_secs(5), || {
+        let mut conn = conn.clone();
+        let key = format!("{prefix}code-stale:{code}");
+        async move {
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap_or(0)
+                == 1
+        }
+    })
+    .await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}code:{code}"))
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+
+    proxy.set(Mode::Refuse);
+    for _ in 0..3 {
+        let resp = app.get(&format!("/{code}")).await;
+        assert_eq!(resp.status(), 302, "a known target is served stale");
+        assert_eq!(location(&resp).as_deref(), Some(target.as_str()));
+    }
+    let unknown = app.get(&format!("/{}", unique_code())).await;
+    assert_eq!(
+        unknown.status(),
+        503,
+        "an unknown code cannot be answered: 503, not 404"
+    );
+    assert!(unknown.headers().contains_key("retry-after"));
+    let write = app
+        .post_json(
+            "/users",
+            &json!({"username": "x", "email": format!("{}@example.com", unique("w"))}),
+        )
+        .await;
+    assert_eq!(write.status(), 503, "writes fail fast with 503");
+    proxy.set(Mode::Pass);
+}
