@@ -234,8 +234,14 @@ fn flush_reserve(budget: Duration) -> Duration {
 }
 
 /// Keeps readiness current: PostgreSQL and Valkey, every HEALTH_CHECK_INTERVAL_MS.
+/// Also tells the other replicas (through Valkey) whether this one reaches
+/// PostgreSQL, and learns how many of them do: readiness compares this replica with
+/// its peers rather than judging a dependency they all share.
 async fn check_dependencies(st: State) {
     let interval = Duration::from_millis(st.cfg.health_check_interval_ms);
+    let me: u64 = rand::random();
+    // A peer's report counts while it is this fresh.
+    let fresh = (interval * 3).max(Duration::from_secs(3));
     loop {
         let db_ok = matches!(
             tokio::time::timeout(Duration::from_secs(2), st.db.ping()).await,
@@ -244,6 +250,8 @@ async fn check_dependencies(st: State) {
         st.ready.record_db(db_ok);
         if st.cache.is_enabled() {
             st.ready.record_valkey(st.cache.ping().await);
+            st.ready
+                .record_peers_with_db(st.cache.exchange_db_health(me, db_ok, fresh).await);
         }
         tokio::time::sleep(interval).await;
     }

@@ -33,6 +33,8 @@ pub struct Readiness {
     valkey_ok: AtomicBool,
     /// When PostgreSQL was first seen down in the current outage.
     db_down_since: Mutex<Option<Instant>>,
+    /// Other replicas that reached PostgreSQL at their last check (through Valkey).
+    peers_with_db: std::sync::atomic::AtomicUsize,
 }
 
 /// A snapshot for the `/ready` body.
@@ -41,6 +43,7 @@ pub struct ReadyReport {
     pub reason: Option<&'static str>,
     pub postgres: &'static str,
     pub valkey: &'static str,
+    pub peers_with_postgres: usize,
 }
 
 impl Readiness {
@@ -52,19 +55,29 @@ impl Readiness {
         let mut since = self.db_down_since.lock().unwrap_or_else(|p| p.into_inner());
         if ok {
             *since = None;
-            self.started.store(true, Ordering::SeqCst);
         } else if since.is_none() {
             *since = Some(Instant::now());
         }
+        // Started once the first check is done, whatever it found.
+        self.started.store(true, Ordering::SeqCst);
     }
 
     pub fn record_valkey(&self, ok: bool) {
         self.valkey_ok.store(ok, Ordering::Relaxed);
     }
 
-    /// Valkey never makes the pod unready (the cache is optional); PostgreSQL does only
-    /// after `grace`, since every replica shares the one database and flipping at once
-    /// would empty the Service during a short failover.
+    pub fn record_peers_with_db(&self, n: usize) {
+        self.peers_with_db.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether this replica can serve as well as its peers (docs/adr/0002-readiness.md).
+    /// Valkey never makes the pod unready (the cache is optional). PostgreSQL being
+    /// away makes it unready only when it has been away for `grace` *and* another
+    /// replica still reaches it: then the fault is this replica's, and traffic is
+    /// better served elsewhere. When no replica reaches PostgreSQL, every replica stays
+    /// ready, serving what it can (stale-if-error redirects, cached reads, 503 with
+    /// Retry-After for the rest, all visible in its own metrics) instead of leaving
+    /// the Service all at once.
     pub fn report(&self, grace: Duration, cache_enabled: bool) -> ReadyReport {
         let down_for = self
             .db_down_since
@@ -86,9 +99,11 @@ impl Readiness {
         let reason = if self.shutting_down.load(Ordering::SeqCst) {
             Some("shutting down")
         } else if !self.started.load(Ordering::SeqCst) {
-            Some("starting: PostgreSQL not reached yet")
-        } else if down_for.is_some_and(|d| d >= grace) {
-            Some("PostgreSQL unreachable for longer than READY_DB_GRACE_SECONDS")
+            Some("starting: the first dependency check has not finished")
+        } else if down_for.is_some_and(|d| d >= grace)
+            && self.peers_with_db.load(Ordering::Relaxed) > 0
+        {
+            Some("PostgreSQL unreachable from this replica for longer than READY_DB_GRACE_SECONDS while other replicas reach it")
         } else {
             None
         };
@@ -97,6 +112,7 @@ impl Readiness {
             reason,
             postgres,
             valkey,
+            peers_with_postgres: self.peers_with_db.load(Ordering::Relaxed),
         }
     }
 }

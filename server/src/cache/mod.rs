@@ -515,6 +515,61 @@ impl Cache {
         .is_some()
     }
 
+    /// Records whether this replica (`me`) reaches PostgreSQL in the `replicas` hash,
+    /// and returns how many other replicas reported reaching it within `fresh`.
+    /// Valkey away: 0 (no peer is known to be better off).
+    pub async fn exchange_db_health(&self, me: u64, db_ok: bool, fresh: Duration) -> usize {
+        if !self.is_enabled() {
+            return 0;
+        }
+        let key = self.key("replicas", "db");
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let got: Option<std::collections::HashMap<String, String>> = self
+            .run("replicas", |mut c, _| async move {
+                let (_, all): ((), std::collections::HashMap<String, String>) = redis::pipe()
+                    .hset(
+                        &key,
+                        me.to_string(),
+                        format!("{}:{now_ms}", u8::from(db_ok)),
+                    )
+                    .expire(&key, 60)
+                    .ignore()
+                    .hgetall(&key)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(all)
+            })
+            .await;
+        let cutoff = now_ms - i64::try_from(fresh.as_millis()).unwrap_or(i64::MAX);
+        let all = got.unwrap_or_default();
+        // Replicas gone for a minute (restarted under a new id) leave the hash.
+        let gone: Vec<&String> = all
+            .iter()
+            .filter(|(_, v)| {
+                v.split_once(':')
+                    .and_then(|(_, at)| at.parse::<i64>().ok())
+                    .is_none_or(|t| t < now_ms - 60_000)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        if !gone.is_empty() {
+            let key = self.key("replicas", "db");
+            let gone: Vec<String> = gone.into_iter().cloned().collect();
+            self.run("replicas_prune", |mut c, _| async move {
+                c.hdel::<_, _, ()>(key, gone).await
+            })
+            .await;
+        }
+        all.iter()
+            .filter(|(id, _)| **id != me.to_string())
+            .filter(|(_, v)| {
+                v.split_once(':').is_some_and(|(ok, at)| {
+                    ok == "1" && at.parse::<i64>().is_ok_and(|t| t >= cutoff)
+                })
+            })
+            .count()
+    }
+
     /// A round trip, for `/ready`.
     pub async fn ping(&self) -> bool {
         let Some((mut conn, inner)) = self.conn() else {

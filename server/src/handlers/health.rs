@@ -29,6 +29,7 @@ pub fn ready(st: &AppState) -> Response {
         "status": if r.ready { "ok" } else { "error" },
         "postgres": r.postgres,
         "valkey": r.valkey,
+        "peers_with_postgres": r.peers_with_postgres,
     });
     if let Some(reason) = r.reason {
         body["reason"] = json!(reason);

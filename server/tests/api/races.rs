@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::helpers::*;
@@ -362,5 +362,50 @@ async fn known_redirects_are_served_stale_while_postgresql_is_away() {
         )
         .await;
     assert_eq!(write.status(), 503, "writes fail fast with 503");
+    proxy.set(Mode::Pass);
+}
+
+/// Issue #15: readiness compares a replica with its peers. A replica that cannot
+/// reach PostgreSQL while another can leaves the Service (after the grace period);
+/// when none can, all stay ready (see the test above and docs/adr/0002-readiness.md).
+#[tokio::test]
+async fn a_replica_cut_off_from_postgresql_alone_turns_unready() {
+    let proxy = PgProxy::start(database_port()).await;
+    let mut shared = test_config();
+    // Peers find each other under one prefix: a fresh one for this test alone.
+    shared.cache_key_prefix = unique("ready:");
+    shared.ready_db_grace_seconds = 0;
+    let mut cut_cfg = shared.clone();
+    cut_cfg.database_url = Some(proxy.database_url().into());
+    let cut = spawn_app_with(cut_cfg).await;
+    let healthy = spawn_app_with(shared).await;
+    proxy.set(Mode::Refuse);
+    let ready = |app: &TestApp| {
+        let (client, url) = (app.client.clone(), app.url("/ready"));
+        async move {
+            let resp = client.get(&url).send().await.expect("GET /ready");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("JSON"))
+        }
+    };
+    eventually(
+        "the cut-off replica turns unready",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = ready(&cut).await;
+            status == 503 && body["postgres"] == "down" && body["peers_with_postgres"] == 1
+        },
+    )
+    .await;
+    let (status, body) = ready(&healthy).await;
+    assert_eq!(status, 200, "{body}");
+    // PostgreSQL gone for the peer too: the cut-off replica is no worse off; ready again.
+    drop(healthy);
+    eventually(
+        "ready again once no peer reaches PostgreSQL",
+        Duration::from_secs(15),
+        || async { ready(&cut).await.0 == 200 },
+    )
+    .await;
     proxy.set(Mode::Pass);
 }
