@@ -144,6 +144,19 @@ pub struct Config {
     #[arg(long, env = "DATABASE_POOL_MAX", value_name = "DATABASE_POOL_MAX", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub database_pool_max: u32,
+    /// A read replica (CloudNativePG's `-ro` Service) for lag-tolerant reads: lists,
+    /// events, analytics. Unset, or unreachable: those read the primary.
+    #[arg(
+        long,
+        env = "DATABASE_RO_URL",
+        value_name = "DATABASE_RO_URL",
+        global = true
+    )]
+    pub database_ro_url: Option<Secret>,
+    /// Pooled replica connections per replica of the service.
+    #[arg(long, env = "DATABASE_RO_POOL_MAX", value_name = "DATABASE_RO_POOL_MAX", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub database_ro_pool_max: u32,
     /// How long a request waits for a pooled connection before it gets a 503.
     #[arg(long, env = "DATABASE_POOL_TIMEOUT_MS", value_name = "DATABASE_POOL_TIMEOUT_MS", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]

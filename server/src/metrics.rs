@@ -15,6 +15,26 @@ pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const DB_POOL_WAIT: &str = "db_pool_wait_seconds";
 pub const DB_RETRIES: &str = "db_retries_total";
 pub const STALE_SERVED: &str = "stale_served_total";
+pub const DB_READS: &str = "db_reads_total";
+
+/// Where a lag-tolerant read went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadTarget {
+    Replica,
+    /// A replica is configured but did not give a connection in time.
+    PrimaryFallback,
+    /// No replica configured.
+    Primary,
+}
+
+pub fn db_read(target: ReadTarget) {
+    let label = match target {
+        ReadTarget::Replica => "replica",
+        ReadTarget::PrimaryFallback => "primary_fallback",
+        ReadTarget::Primary => "primary",
+    };
+    counter!(DB_READS, "target" => label).increment(1);
+}
 pub const REDIRECTS: &str = "redirects_total";
 pub const EVENTS_WRITTEN: &str = "events_written_total";
 pub const HTTP_CANCELLED: &str = "http_server_requests_cancelled_total";
@@ -23,6 +43,7 @@ pub const CLICKS_DROPPED: &str = "clicks_dropped_total";
 pub const CLICK_QUEUE_DEPTH: &str = "click_queue_depth";
 pub const CLICK_FLUSH_DURATION: &str = "click_flush_duration_seconds";
 pub const CLICK_PARTITIONS: &str = "click_partitions";
+pub const CLICK_RETENTION_DAYS: &str = "click_retention_days";
 pub const BUILD_INFO: &str = "build_info";
 
 /// Latency buckets. 2 s must be an edge: the HighLatency alert tests p95 > 2 s.
@@ -75,6 +96,7 @@ pub fn init() -> bool {
             counter!(CLICKS_RECORDED, "bot" => "true").absolute(0);
             counter!(CLICKS_RECORDED, "bot" => "false").absolute(0);
             counter!(HTTP_CANCELLED).absolute(0);
+            counter!(DB_RETRIES).absolute(0);
             counter!(STALE_SERVED, "layer" => "local").absolute(0);
             counter!(STALE_SERVED, "layer" => "valkey").absolute(0);
             gauge!(CLICK_QUEUE_DEPTH).set(0.0);
@@ -124,6 +146,10 @@ fn describe() {
     );
     describe_counter!(REDIRECTS, "Redirect lookups by result.");
     describe_counter!(
+        DB_READS,
+        "Lag-tolerant reads (lists, events, analytics) by where they went: replica, primary_fallback, primary."
+    );
+    describe_counter!(
         STALE_SERVED,
         "Redirect answers served past their TTL because PostgreSQL could not be reached, by layer."
     );
@@ -150,6 +176,10 @@ fn describe() {
         "Duration of one click flush (one transaction)."
     );
     describe_gauge!(CLICK_PARTITIONS, "Day partitions of the raw clicks table.");
+    describe_gauge!(
+        CLICK_RETENTION_DAYS,
+        "CLICKS_RETENTION_DAYS: days of raw clicks kept (0: raw clicks off)."
+    );
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
 }
 
@@ -344,6 +374,10 @@ pub fn click_queue_depth(n: usize) {
 
 pub fn click_flush(elapsed: Duration) {
     histogram!(CLICK_FLUSH_DURATION).record(elapsed.as_secs_f64());
+}
+
+pub fn click_retention_days(days: u32) {
+    gauge!(CLICK_RETENTION_DAYS).set(f64::from(days));
 }
 
 pub fn click_partitions(n: i64) {

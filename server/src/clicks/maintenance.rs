@@ -124,6 +124,7 @@ pub async fn partitions(db: &Db) -> Result<i64> {
 
 /// Runs a round at start and every `EVERY`, for as long as the service runs.
 pub async fn keep(db: Db, retention_days: u32) {
+    m::click_retention_days(retention_days);
     loop {
         match run_once(&db, retention_days, Utc::now().date_naive()).await {
             Ok(round) if round.ran => tracing::info!(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime,
+    Timeouts,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -25,6 +26,8 @@ use crate::metrics as m;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// DATABASE_RO_URL's pool, for lag-tolerant reads.
+    replica: Option<Pool>,
 }
 
 impl Db {
@@ -33,46 +36,23 @@ impl Db {
     /// # Errors
     /// When the database settings do not parse.
     pub fn new(cfg: &Config) -> anyhow::Result<Self> {
-        let mut pg = cfg.pg_config()?;
-        // Every statement a request runs is bounded (lock waits included), so a slow
-        // query cannot hold a pooled connection for as long as it likes; the bulk
-        // import raises it for its own transaction (`set_local_statement_timeout`).
-        pg.options(format!(
-            "-c statement_timeout={}",
-            cfg.database_statement_timeout_ms
-        ));
-        let mgr = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(cfg.database_pool_max as usize)
-            .wait_timeout(Some(Duration::from_millis(cfg.database_pool_timeout_ms)))
-            .create_timeout(Some(Duration::from_millis(cfg.database_connect_timeout_ms)))
-            .recycle_timeout(Some(Duration::from_secs(2)))
-            .runtime(Runtime::Tokio1)
-            // Most recently returned first: a light load keeps reusing a few warm
-            // connections (and their PostgreSQL backends) instead of cycling through
-            // all of them, each growing its buffers (PERF.md#what-was-tried).
-            .queue_mode(QueueMode::Lifo)
-            // Prepare every statement once per connection, so requests only ever
-            // execute and a schema mismatch shows at connect time.
-            .post_create(Hook::async_fn(|client, _| {
-                Box::pin(async move {
-                    for sql in statements::all() {
-                        client
-                            .prepare_cached(sql)
-                            .await
-                            .map_err(|e| HookError::message(format!("preparing {sql:?}: {e}")))?;
-                    }
-                    Ok(())
-                })
-            }))
-            .build()?;
-        Ok(Db { pool })
+        let pool = build_pool(cfg, cfg.pg_config()?, cfg.database_pool_max as usize)?;
+        let replica = match &cfg.database_ro_url {
+            Some(url) => {
+                let mut pg = url
+                    .expose()
+                    .parse::<tokio_postgres::Config>()
+                    .map_err(|e| {
+                        anyhow::anyhow!("DATABASE_RO_URL is not a valid PostgreSQL URL: {e}")
+                    })?;
+                pg.connect_timeout(Duration::from_millis(cfg.database_connect_timeout_ms));
+                pg.application_name("url-shortener-ro");
+                // Replica reads wait briefly: past that, the primary answers instead.
+                Some(build_pool(cfg, pg, cfg.database_ro_pool_max as usize)?)
+            }
+            None => None,
+        };
+        Ok(Db { pool, replica })
     }
 
     /// A pooled connection, waiting at most DATABASE_POOL_TIMEOUT_MS (then 503).
@@ -81,6 +61,32 @@ impl Db {
         let res = self.pool.get().await;
         m::db_pool_wait(start.elapsed());
         res.map_err(Error::from)
+    }
+
+    /// A connection for a read that tolerates replication lag (lists, analytics,
+    /// events): a replica's when DATABASE_RO_URL is set and it answers in time, else
+    /// the primary's. Reads that must see a just-made write use `get`.
+    pub async fn get_ro(&self) -> Result<Object> {
+        if let Some(replica) = &self.replica {
+            let wait = Timeouts {
+                wait: Some(Duration::from_millis(200)),
+                create: Some(Duration::from_millis(500)),
+                ..replica.timeouts()
+            };
+            match replica.timeout_get(&wait).await {
+                Ok(conn) => {
+                    m::db_read(m::ReadTarget::Replica);
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "replica unavailable; reading from the primary");
+                    m::db_read(m::ReadTarget::PrimaryFallback);
+                }
+            }
+        } else {
+            m::db_read(m::ReadTarget::Primary);
+        }
+        self.get().await
     }
 
     /// A round trip to PostgreSQL, for readiness.
@@ -99,7 +105,53 @@ impl Db {
 
     pub fn close(&self) {
         self.pool.close();
+        if let Some(r) = &self.replica {
+            r.close();
+        }
     }
+}
+
+/// One pool: every statement prepared on connect, bounded waits and statements.
+fn build_pool(cfg: &Config, mut pg: tokio_postgres::Config, size: usize) -> anyhow::Result<Pool> {
+    // Every statement a request runs is bounded (lock waits included), so a slow
+    // query cannot hold a pooled connection for as long as it likes; the bulk
+    // import raises it for its own transaction (`set_local_statement_timeout`).
+    pg.options(format!(
+        "-c statement_timeout={}",
+        cfg.database_statement_timeout_ms
+    ));
+    let mgr = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(mgr)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_millis(cfg.database_pool_timeout_ms)))
+        .create_timeout(Some(Duration::from_millis(cfg.database_connect_timeout_ms)))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .runtime(Runtime::Tokio1)
+        // Most recently returned first: a light load keeps reusing a few warm
+        // connections (and their PostgreSQL backends) instead of cycling through
+        // all of them, each growing its buffers (PERF.md#what-was-tried).
+        .queue_mode(QueueMode::Lifo)
+        // Prepare every statement once per connection, so requests only ever
+        // execute and a schema mismatch shows at connect time.
+        .post_create(Hook::async_fn(|client, _| {
+            Box::pin(async move {
+                for sql in statements::all() {
+                    client
+                        .prepare_cached(sql)
+                        .await
+                        .map_err(|e| HookError::message(format!("preparing {sql:?}: {e}")))?;
+                }
+                Ok(())
+            })
+        }))
+        .build()?;
+    Ok(pool)
 }
 
 /// Runs an idempotent operation, and once more when it failed in a way that a second

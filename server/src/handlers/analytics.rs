@@ -48,7 +48,7 @@ pub async fn query(req: &Request, st: &AppState) -> Result<Response> {
         .ok_or_else(|| Error::field("url_id", "send exactly one of url_id and user_id"))?;
     let aq = &aq;
     cached(st, format!("q:{}", aq.cache_field()), || async move {
-        let client = st.db.get().await?;
+        let client = st.db.get_ro().await?;
         let exists = match scope {
             Scope::Url(id) => db::urls::exists(&client, id).await?,
             Scope::User(id) => db::users::exists(&client, id).await?,
@@ -153,7 +153,7 @@ pub async fn summary(req: &Request, st: &AppState) -> Result<Response> {
         let first = Some(DateTime::<Utc>::UNIX_EPOCH);
         let w = aq.window(Utc::now(), first)?;
         let (clicks, bots, unknown, inactive) =
-            q::summary(&st.db.get().await?, w.start, w.end).await?;
+            q::summary(&st.db.get_ro().await?, w.start, w.end).await?;
         Ok(json!({
             "start": iso(w.start),
             "end": iso(w.end),

@@ -25,7 +25,7 @@ pub async fn list(req: &Request, st: &AppState) -> Result<Response> {
     let q = &q;
     cached_list(st, List::Events, field, || async move {
         db::events::list(
-            &st.db.get().await?,
+            &st.db.get_ro().await?,
             q.url_id,
             q.user_id,
             q.event_type.as_ref().map(EventType::as_str),

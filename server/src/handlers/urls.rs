@@ -53,7 +53,7 @@ pub async fn list(req: &Request, st: &AppState) -> Result<Response> {
     let field = q.cache_field(Some(page));
     let (user_id, is_active) = (q.user_id, q.is_active);
     cached_list(st, List::Urls, field, || async move {
-        db::urls::list(&st.db.get().await?, user_id, is_active, page).await
+        db::urls::list(&st.db.get_ro().await?, user_id, is_active, page).await
     })
     .await
 }

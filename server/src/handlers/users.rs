@@ -51,7 +51,7 @@ pub async fn list(req: &Request, st: &AppState) -> Result<Response> {
     };
     let field = q.cache_field(q.is_paginated().then_some(page));
     cached_list(st, List::Users, field, || async move {
-        db::users::list(&st.db.get().await?, page).await
+        db::users::list(&st.db.get_ro().await?, page).await
     })
     .await
 }

@@ -409,3 +409,51 @@ async fn a_replica_cut_off_from_postgresql_alone_turns_unready() {
     .await;
     proxy.set(Mode::Pass);
 }
+
+/// Issue #15: lag-tolerant reads (lists, events, analytics) go to DATABASE_RO_URL;
+/// when the replica cannot be reached they fall back to the primary; reads of a
+/// just-written entity stay on the primary.
+#[tokio::test]
+async fn lists_read_the_replica_and_fall_back_to_the_primary() {
+    let replica = PgProxy::start(database_port()).await;
+    let mut cfg = test_config();
+    cfg.database_ro_url = Some(replica.database_url().into());
+    cfg.cache_enabled = false; // every read reaches a database
+    let app = spawn_app_with(cfg).await;
+    let reads = |target: &'static str| {
+        let app = &app;
+        async move {
+            let text = app.get("/metrics").await.text().await.expect("metrics");
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("db_reads_total{") && l.contains(&format!("target=\"{target}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    let user = app.create_user().await;
+    let id = user["id"].as_i64().expect("id");
+    // Read-your-write: the entity itself comes from the primary, at once.
+    assert_eq!(app.get(&format!("/users/{id}")).await.status(), 200);
+    let before = reads("replica").await;
+    assert_eq!(app.get("/urls?page=1").await.status(), 200);
+    assert_eq!(
+        app.get(&format!("/events?user_id={id}")).await.status(),
+        200
+    );
+    assert!(
+        reads("replica").await >= before + 2.0,
+        "lists read the replica"
+    );
+    replica.set(Mode::Refuse);
+    let fallback = reads("primary_fallback").await;
+    let resp = app.get(&format!("/events?user_id={id}")).await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "the primary answers when the replica cannot"
+    );
+    assert!(reads("primary_fallback").await > fallback);
+    replica.set(Mode::Pass);
+}
