@@ -179,6 +179,22 @@ metric() {
         awk -v n="$1" -v f="${2:-}" '($1 == n || index($1, n "{") == 1) && index($1, f) { s += $2 } END { printf "%d\n", s }'
 }
 
+# settle_clicks: waits (at most 10 s) until every redirect this server found is a
+# click recorded or dropped. Clicks are counted when they are flushed (every
+# CLICKS_FLUSH_INTERVAL_MS, 1 s), not when they are served. Every redirect here is a
+# GET (a HEAD is no click) to an active code, so the two totals meet.
+settle_clicks() {
+    local i found recorded dropped
+    for ((i = 0; i < 100; i++)); do
+        found=$(metric redirects_total 'result="found"')
+        recorded=$(metric clicks_recorded_total)
+        dropped=$(metric clicks_dropped_total)
+        ((recorded + dropped >= found)) && return 0
+        sleep 0.1
+    done
+    log "clicks: after 10 s, $found redirects found but $recorded clicks recorded and $dropped dropped"
+}
+
 # === load ===
 
 # wrk_once LABEL SCRIPT PORT CONNECTIONS [SECONDS]: one run, its PERFJSON appended.
@@ -253,13 +269,14 @@ fresh_runs() {
 start_server CACHE_TTL_SECONDS=600 ACCESS_LOG=true
 start_ceiling
 warm
+settle_clicks # the warm pass's clicks belong to no measured run
 before_found=$(metric redirects_total 'result="found"')
-before_written=$(metric events_written_total 'event_type="redirect"')
+before_recorded=$(metric clicks_recorded_total) # bot="true" and bot="false"
 before_hit=$(metric cache_operations_total 'result="hit"')
 before_miss=$(metric cache_operations_total 'result="miss"')
 rss_start "$SERVER_PID"
 # Where the CPU goes during the measured runs (the cause of the gap to the ceiling):
-# the server, PostgreSQL (writing the redirect events) and Valkey, against the ceiling.
+# the server, PostgreSQL (writing the clicks) and Valkey, against the ceiling.
 cpu_srv=0 cpu_srv_user=0 cpu_pg=0 cpu_valkey=0 cpu_ceil=0 cpu_ceil_user=0 srv_secs=0 ceil_secs=0
 for ((r = 0; r < RUNS; r++)); do
     a=$(ticks_pid "$SERVER_PID") au=$(ticks_user "$SERVER_PID") b=$(ticks_name postgres) v=$(ticks_name valkey-server) t0=$SECONDS
@@ -271,22 +288,23 @@ for ((r = 0; r < RUNS; r++)); do
     cpu_ceil=$((cpu_ceil + $(ticks_pid "$CEILING_PID") - a)) cpu_ceil_user=$((cpu_ceil_user + $(ticks_user "$CEILING_PID") - au))
 done
 rss=$(rss_stop)
-sleep 1 # the event writer flushes every 50 ms
+settle_clicks
 found=$(($(metric redirects_total 'result="found"') - before_found))
-written=$(($(metric events_written_total 'event_type="redirect"') - before_written))
+recorded=$(($(metric clicks_recorded_total) - before_recorded))
 hits=$(($(metric cache_operations_total 'result="hit"') - before_hit))
 misses=$(($(metric cache_operations_total 'result="miss"') - before_miss))
-dropped=$(metric events_dropped_total)
-db_events=$(psql_q "$DB" -tAc "SELECT count(*) FROM events WHERE event_type = 'redirect'")
+dropped=$(metric clicks_dropped_total)
+# The rollups hold every click of this fresh database: the warm pass and the runs.
+db_clicks=$(psql_q "$DB" -tAc "SELECT coalesce(sum(clicks), 0) FROM click_link_hourly")
 all_found=$(metric redirects_total 'result="found"')
 row "cached redirect GET /{code}, $CONNS conns" redirect_64 ceiling_64 "ceiling (bare hyper, in-memory map)"
 row "ceiling GET /{code}, $CONNS conns" ceiling_64 - -
 note "- Cached redirect at $CONNS connections: server RSS peak under load ${rss} MiB (target < 64 MiB)."
-note "- Events: $found redirects found during the measured runs, $written redirect events written (difference $((found - written))); events_dropped_total = $dropped. Since start: $all_found redirects, $db_events redirect rows in PostgreSQL."
+note "- Clicks: $found redirects found during the measured runs, $recorded clicks recorded (difference $((found - recorded))); clicks_dropped_total = $dropped. Since start: $all_found redirects, $db_clicks clicks in click_link_hourly."
 note "- Cache during the measured runs: $hits hits, $misses misses (cache_operations_total, all layers)."
 # CPU per request from the wrk request counts of the same runs.
 python3 scripts/perf/report.py cpu "$M/redirect_64.jsonl" "$M/ceiling_64.jsonl" "$HZ" \
-    "$cpu_srv" "$cpu_srv_user" "$cpu_pg" "$cpu_valkey" "$cpu_ceil" "$cpu_ceil_user" "$written" >>"$WORK/notes.md"
+    "$cpu_srv" "$cpu_srv_user" "$cpu_pg" "$cpu_valkey" "$cpu_ceil" "$cpu_ceil_user" "$recorded" >>"$WORK/notes.md"
 tail -n 1 "$WORK/notes.md" >&2
 
 for c in 1 16 256; do

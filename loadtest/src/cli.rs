@@ -146,6 +146,50 @@ pub struct Options {
         value_parser = parse_wait
     )]
     pub wait_ms: Option<Wait>,
+
+    /// After a run of the redirect scenario, check that each link's clicks
+    /// (GET /urls/{id}/stats) grew by exactly its 302s; on by default
+    ///
+    /// The stats of every link the scenario may click are read before the load
+    /// starts, and those of the links clicked are read again after it until they
+    /// match or --check-clicks-wait runs out; the process then exits 1 naming
+    /// each link and its difference. A GET that got no answer may or may not
+    /// count. Other traffic on the same links during the run breaks the check.
+    /// Turn it off with --no-check-clicks, --check-clicks=false or
+    /// LOADTEST_CHECK_CLICKS=false.
+    #[arg(
+        help_heading = "Click check (exit 1 when a click is lost)",
+        long,
+        value_name = "BOOL",
+        env = "LOADTEST_CHECK_CLICKS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        overrides_with = "no_check_clicks"
+    )]
+    pub check_clicks: bool,
+
+    /// Skip the click check
+    #[arg(
+        help_heading = "Click check (exit 1 when a click is lost)",
+        long,
+        overrides_with = "check_clicks"
+    )]
+    pub no_check_clicks: bool,
+
+    /// How long the click check waits, after the run, for the links' counts
+    /// to catch up (they lag by up to the server's CLICKS_FLUSH_INTERVAL_MS)
+    #[arg(
+        help_heading = "Click check (exit 1 when a click is lost)",
+        long,
+        value_name = "SECONDS",
+        env = "LOADTEST_CHECK_CLICKS_WAIT",
+        default_value_t = 10
+    )]
+    pub check_clicks_wait: u64,
 }
 
 /// A think-time range.
@@ -177,6 +221,12 @@ pub fn parse_wait(text: &str) -> Result<Wait, String> {
 }
 
 impl Options {
+    /// Whether the click check is on: `--check-clicks` (the default) and no
+    /// `--no-check-clicks` after it.
+    pub fn clicks_checked(&self) -> bool {
+        self.check_clicks && !self.no_check_clicks
+    }
+
     /// The pass/fail limits given.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -200,8 +250,12 @@ Examples:
   loadtest -H http://<node>:30080 --scenarios cold -u 200 -r 20 -t 10m \\
       --max-p99-ms 1000
 
-Exit status: 0 when every threshold held; 1 when one broke (each is
-named); 2 on a usage or setup error.
+After a run of the redirect scenario, the click check (on by default;
+--no-check-clicks) compares each clicked link's GET /urls/{id}/stats with
+the 302s it answered.
+
+Exit status: 0 when every threshold held; 1 when one broke or a click was
+lost (each is named); 2 on a usage or setup error.
 Goose's options: https://book.goose.rs/getting-started/runtime-options.html";
 
 /// goose's command with our options added.
@@ -363,6 +417,27 @@ mod tests {
     }
 
     #[test]
+    fn the_click_check_is_on_by_default_and_the_last_flag_wins() {
+        let on = |args: &[&str]| parse_ok(args).1.clicks_checked();
+        assert!(on(&[]));
+        assert!(on(&["--check-clicks"]));
+        assert!(!on(&["--no-check-clicks"]));
+        assert!(!on(&["--check-clicks=false"]));
+        assert!(on(&["--check-clicks=true"]));
+        assert!(!on(&["--check-clicks", "--no-check-clicks"]));
+        assert!(on(&["--no-check-clicks", "--check-clicks"]));
+        // A bare flag does not swallow the next argument.
+        let (goose, ours) = parse_ok(&["--check-clicks", "--scenarios", "redirect"]);
+        assert!(ours.clicks_checked());
+        assert_eq!(selected(&goose), ["redirect"]);
+        assert_eq!(ours.check_clicks_wait, 10);
+        assert_eq!(
+            parse_ok(&["--check-clicks-wait", "30"]).1.check_clicks_wait,
+            30
+        );
+    }
+
+    #[test]
     fn unknown_options_are_refused() {
         assert!(parse(["loadtest", "--max-p95", "5"]).is_err());
     }
@@ -383,6 +458,9 @@ mod tests {
             "--seed-users",
             "--seed-urls",
             "LOADTEST_MAX_P95_MS",
+            "--check-clicks",
+            "--no-check-clicks",
+            "LOADTEST_CHECK_CLICKS",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

@@ -86,6 +86,8 @@ pub struct UserRow {
 /// An active short link and where it must redirect to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Link {
+    /// The URL's id: its stats are `GET /urls/{id}/stats` (the click check).
+    pub id: i64,
     pub code: String,
     pub target: String,
 }
@@ -121,6 +123,7 @@ impl Dataset {
         for url in urls {
             if url.is_active {
                 links.push(Link {
+                    id: url.id,
                     code: url.short_code,
                     target: url.original_url,
                 });
@@ -184,11 +187,16 @@ pub fn url(host: &str, path: &str) -> String {
     format!("{}{}", host.trim_end_matches('/'), path)
 }
 
-async fn get_page<T: DeserializeOwned>(
+/// `GET path` on `host`, which must answer 200 with JSON of type `T`.
+///
+/// # Errors
+/// When the target cannot be reached, answers another status, or the body
+/// does not parse as `T`; each names the request.
+pub async fn get_json<T: DeserializeOwned>(
     client: &reqwest::Client,
     host: &str,
     path: &str,
-) -> anyhow::Result<Vec<T>> {
+) -> anyhow::Result<T> {
     let target = url(host, path);
     let response = client
         .get(&target)
@@ -206,12 +214,8 @@ async fn get_page<T: DeserializeOwned>(
             excerpt(&body)
         );
     }
-    serde_json::from_str(&body).with_context(|| {
-        format!(
-            "GET {target}: not the expected JSON array: {}",
-            excerpt(&body)
-        )
-    })
+    serde_json::from_str(&body)
+        .with_context(|| format!("GET {target}: not the expected JSON: {}", excerpt(&body)))
 }
 
 /// Reads `collection` (`users` or `urls`) page by page, up to `limit` items.
@@ -224,7 +228,7 @@ async fn read_all<T: DeserializeOwned>(
     let mut items = Vec::new();
     let mut page = 1;
     while items.len() < limit {
-        let batch: Vec<T> = get_page(
+        let batch: Vec<T> = get_json(
             client,
             host,
             &format!("/{collection}?page={page}&per_page={PAGE_SIZE}"),
@@ -347,11 +351,17 @@ async fn post_created(
     Ok(created.id)
 }
 
-/// Runs `task(0..n)` with at most `concurrency` at a time; results in index order.
-async fn run_parallel<F, Fut>(n: usize, concurrency: usize, task: F) -> anyhow::Result<Vec<i64>>
+/// Runs `task(0..n)` with at most `concurrency` at a time; results in index
+/// order. Stops at the first error.
+pub(crate) async fn run_parallel<T, F, Fut>(
+    n: usize,
+    concurrency: usize,
+    task: F,
+) -> anyhow::Result<Vec<T>>
 where
+    T: Send + 'static,
     F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<i64>> + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let task = Arc::new(task);
@@ -374,7 +384,7 @@ where
         all.extend(joined.context("a seeding task panicked")??);
     }
     all.sort_unstable_by_key(|&(i, _)| i);
-    Ok(all.into_iter().map(|(_, id)| id).collect())
+    Ok(all.into_iter().map(|(_, item)| item).collect())
 }
 
 /// The start of a response body, for error messages.
@@ -450,6 +460,10 @@ mod tests {
         assert_eq!(data.zipf.len(), 2);
         let link = data.popular_link(0.0).map(|l| l.code.clone());
         assert!(matches!(link.as_deref(), Some("bbb" | "ccc")));
+        // Each code keeps its URL's id: the click check reads stats by id.
+        let mut ids: Vec<(i64, &str)> = data.links.iter().map(|l| (l.id, &*l.code)).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [(5, "bbb"), (9, "ccc")]);
         assert_eq!(id_range(&data.url_ids), Some((2, 9)));
         assert!(contains(&data.url_ids, 5));
         assert!(!contains(&data.url_ids, 6));

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`cli`]: the command line, goose's own options plus ours (thresholds, data).
 //! - [`thresholds`]: pure pass/fail evaluation of a finished run's figures.
+//! - [`clicks`]: the click check: every 302 of the run is a click in the
+//!   links' stats (a ledger the scenarios write, the comparison, the reads).
 //! - [`data`]: seeding the target through the API, discovering what it holds,
 //!   and the Zipf-like popularity used by the `redirect` scenario.
 //! - [`bodies`]: realistic request bodies (usernames, emails, URLs, titles).
@@ -20,6 +22,7 @@
 
 pub mod bodies;
 pub mod cli;
+pub mod clicks;
 pub mod data;
 pub mod http;
 pub mod proxy;

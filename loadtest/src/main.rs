@@ -1,8 +1,9 @@
 //! `loadtest`: goose load tests for the URL shortener.
 //!
-//! Parses goose's command line plus ours, prepares the data, registers the
-//! scenarios, runs, and exits non-zero naming each broken threshold. The
-//! transactions live in `scenarios/`; see README.md for how to run each one.
+//! Parses goose's command line plus ours, prepares the data (and the click
+//! check's baseline), registers the scenarios, runs, checks the clicks, and exits
+//! non-zero naming each broken threshold or lost click. The transactions live in
+//! `scenarios/`; see README.md for how to run each one.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -53,6 +54,19 @@ async fn main() -> ExitCode {
     if options.setup_only {
         return ExitCode::SUCCESS;
     }
+    let baseline = match &host {
+        Some(host) => {
+            let selects = |name: &str| cli::selects(&config, name);
+            match run::click_baseline(&client, host, &options, &data, selects).await {
+                Ok(baseline) => baseline,
+                Err(e) => {
+                    eprintln!("loadtest: {e:#}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
     let ctx = Arc::new(Ctx::new(
         client,
         data,
@@ -61,7 +75,13 @@ async fn main() -> ExitCode {
     ));
     let limits = options.limits();
     match attack(config, &ctx, options.wait_ms) {
-        Ok(attack) => run::judge(attack.execute().await, &limits),
+        Ok(attack) => {
+            let outcome = attack.execute().await;
+            let clicks =
+                run::check_clicks(&ctx, host.as_deref(), baseline.as_ref(), &options, &outcome)
+                    .await;
+            run::judge(outcome, &limits, clicks.as_ref())
+        }
         Err(e) => {
             eprintln!("loadtest: {e}");
             ExitCode::from(2)

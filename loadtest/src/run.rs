@@ -1,14 +1,19 @@
-//! The steps around a goose run: preparing its data, and judging its result.
-//! Kept out of `main.rs`, which only wires these and registers scenarios.
+//! The steps around a goose run: preparing its data (and the click check's
+//! baseline), and judging its result (and the clicks). Kept out of `main.rs`,
+//! which only wires these and registers scenarios.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::bail;
 use goose::metrics::GooseMetrics;
 use goose::GooseError;
 
 use crate::cli::Options;
+use crate::clicks::{self, Verdict};
 use crate::data::{self, Dataset};
+use crate::scenarios::common::Ctx;
 use crate::thresholds::{evaluate, Figures, Limits};
 
 /// Seeds (when asked) and discovers the target's data, and checks that the
@@ -64,10 +69,67 @@ pub async fn prepare(
     Ok(dataset)
 }
 
+/// The click check's baseline: the clicks of every link the run may click, read
+/// before the load starts. `None` when the check is off or `redirect` is not
+/// among the selected scenarios.
+///
+/// # Errors
+/// When a link's stats cannot be read (the message says how to turn the check off).
+pub async fn click_baseline(
+    client: &reqwest::Client,
+    host: &str,
+    options: &Options,
+    data: &Dataset,
+    selects: impl Fn(&str) -> bool,
+) -> anyhow::Result<Option<HashMap<i64, u64>>> {
+    if !options.clicks_checked() || !selects("redirect") {
+        return Ok(None);
+    }
+    let ids: Vec<i64> = data.links.iter().map(|l| l.id).collect();
+    let started = std::time::Instant::now();
+    let baseline = clicks::baseline(client, host, &ids, options.seed_concurrency).await?;
+    eprintln!(
+        "loadtest: click check: read the clicks of {} links in {:.1} s",
+        baseline.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Some(baseline))
+}
+
+/// After the run: the click check's verdict, when it has a baseline and goose
+/// ran (an outcome with metrics).
+pub async fn check_clicks(
+    ctx: &Ctx,
+    host: Option<&str>,
+    baseline: Option<&HashMap<i64, u64>>,
+    options: &Options,
+    outcome: &Result<GooseMetrics, GooseError>,
+) -> Option<Verdict> {
+    let ran = matches!(outcome, Ok(_) | Err(GooseError::ThresholdsFailed { .. }));
+    match (host, baseline) {
+        (Some(host), Some(baseline)) if ran => Some(
+            clicks::verify(
+                &ctx.client,
+                host,
+                &ctx.clicks,
+                baseline,
+                Duration::from_secs(options.check_clicks_wait),
+                options.seed_concurrency,
+            )
+            .await,
+        ),
+        _ => None,
+    }
+}
+
 /// Prints the run's figures and verdict; the process's exit code: 0 when every
-/// limit (ours and goose's `--threshold`s) held, 1 when one broke, 2 when goose
-/// itself failed.
-pub fn judge(outcome: Result<GooseMetrics, GooseError>, limits: &Limits) -> ExitCode {
+/// limit (ours and goose's `--threshold`s) held and no click was lost (when
+/// checked), 1 when one broke, 2 when goose itself failed.
+pub fn judge(
+    outcome: Result<GooseMetrics, GooseError>,
+    limits: &Limits,
+    clicks: Option<&Verdict>,
+) -> ExitCode {
     let (metrics, goose_failed) = match outcome {
         Ok(metrics) => (metrics, Vec::new()),
         Err(GooseError::ThresholdsFailed { failed, metrics }) => (*metrics.0, failed),
@@ -88,7 +150,18 @@ pub fn judge(outcome: Result<GooseMetrics, GooseError>, limits: &Limits) -> Exit
     for breach in &breaches {
         eprintln!("loadtest: FAIL {breach}");
     }
-    if goose_failed.is_empty() && breaches.is_empty() {
+    let clicks_ok = match clicks {
+        Some(verdict) if verdict.passed() => {
+            println!("loadtest: {verdict}");
+            true
+        }
+        Some(verdict) => {
+            eprintln!("loadtest: FAIL {verdict}");
+            false
+        }
+        None => true,
+    };
+    if goose_failed.is_empty() && breaches.is_empty() && clicks_ok {
         if limits.any() || !metrics.thresholds.is_empty() {
             println!("loadtest: every threshold held");
         }

@@ -117,7 +117,7 @@ def detail(measure_dir):
         )
 
 
-def cpu(server_jsonl, ceiling_jsonl, hz, srv, srv_user, pg, valkey, ceil, ceil_user, events):
+def cpu(server_jsonl, ceiling_jsonl, hz, srv, srv_user, pg, valkey, ceil, ceil_user, clicks):
     """CPU ticks summed over the measured runs -> cores busy and microseconds per request."""
     def totals(path):
         runs = [json.loads(l) for l in open(path) if l.strip()]
@@ -129,11 +129,11 @@ def cpu(server_jsonl, ceiling_jsonl, hz, srv, srv_user, pg, valkey, ceil, ceil_u
     srv, srv_user, pg, valkey = (int(x) / hz for x in (srv, srv_user, pg, valkey))
     ceil, ceil_user = int(ceil) / hz, int(ceil_user) / hz
     us = lambda secs, n: secs * 1e6 / n if n else 0
-    events = int(events)
+    clicks = int(clicks)
     print(
         f"- CPU during the cached-redirect runs (/proc, user + system): server "
         f"{srv / t_srv:.2f} cores, {us(srv, n_srv):.1f} µs per request ({us(srv_user, n_srv):.1f} in user space); "
-        f"PostgreSQL {pg / t_srv:.2f} cores, {us(pg, events):.1f} µs per redirect event written; "
+        f"PostgreSQL {pg / t_srv:.2f} cores, {us(pg, clicks):.1f} µs per click recorded; "
         f"Valkey {valkey / t_srv:.2f} cores. Ceiling: {ceil / t_ceil:.2f} cores, "
         f"{us(ceil, n_ceil):.1f} µs per request ({us(ceil_user, n_ceil):.1f} in user space)."
     )

@@ -18,11 +18,12 @@ use goose::prelude::*;
 use reqwest::header::{HeaderMap, LOCATION};
 use serde_json::Value;
 
+use crate::clicks::Ledger;
 use crate::data::{excerpt, Dataset};
 
 // === Context ===
 
-/// Read-only state shared by every goose user of a run.
+/// State shared by every goose user of a run: read-only but for counters.
 pub struct Ctx {
     /// The HTTP client every goose user uses: redirects are not followed, so a
     /// redirect is measured as the service's 302 and not as the target site.
@@ -33,6 +34,8 @@ pub struct Ctx {
     pub run_tag: String,
     /// Share of redirects that must miss (unknown or inactive code), 0..=1.
     pub unknown_share: f64,
+    /// GETs sent to each link of `data` and the 302s they got: the click check.
+    pub clicks: Ledger,
     /// Serial numbers for unique emails.
     serial: AtomicU64,
 }
@@ -46,6 +49,7 @@ impl Ctx {
     ) -> Self {
         Ctx {
             client,
+            clicks: Ledger::new(data.links.iter().map(|l| l.id)),
             data,
             run_tag,
             unknown_share,

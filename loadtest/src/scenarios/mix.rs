@@ -249,12 +249,16 @@ async fn update_url(ctx: &Arc<Ctx>, user: &mut GooseUser) -> TransactionResult {
 
 async fn redirect(ctx: &Arc<Ctx>, user: &mut GooseUser) -> TransactionResult {
     let own = own(ctx, user).await?;
-    let (code, target) = match ctx.data.popular_link(unit()) {
-        Some(link) => (link.code.clone(), link.target.clone()),
-        None => (own.code, own.target),
+    let (id, code, target) = match ctx.data.popular_link(unit()) {
+        Some(link) => (link.id, link.code.clone(), link.target.clone()),
+        None => (own.url_id, own.code, own.target),
     };
     let name = "GET /{code}";
+    // Noted like the redirect scenario's clicks, so running both together
+    // keeps the click check right (the user's own link is not tracked).
+    ctx.clicks.sent(id);
     let mut reply = call(user, GooseMethod::Get, &format!("/{code}"), name, None, 302).await?;
+    ctx.clicks.redirected(id);
     check_location(user, name, &mut reply, &target)
 }
 

@@ -6,7 +6,9 @@
 //! `/urls/{code}/redirect`.
 //!
 //! The client does not follow redirects: the 302 itself is what is measured,
-//! and its `Location` must be the link's `original_url`, byte for byte.
+//! and its `Location` must be the link's `original_url`, byte for byte. Each
+//! GET to a link and each 302 it gets are noted in `Ctx::clicks`, for the
+//! click check after the run (`crate::clicks`).
 
 use std::sync::Arc;
 
@@ -51,7 +53,10 @@ async fn click(ctx: &Arc<Ctx>, user: &mut GooseUser) -> TransactionResult {
     } else {
         (format!("/{}", link.code), "GET /{code}")
     };
+    ctx.clicks.sent(link.id);
     let mut reply = call(user, GooseMethod::Get, &path, name, None, 302).await?;
+    // Counted before the Location check: a 302 is a click whatever it points at.
+    ctx.clicks.redirected(link.id);
     check_location(user, name, &mut reply, &link.target)
 }
 
