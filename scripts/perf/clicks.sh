@@ -27,7 +27,12 @@ DB=perf_clicks
 
 log() { printf 'perf-clicks: %s\n' "$*" >&2; }
 die() { printf 'perf-clicks: error: %s\n' "$*" >&2; exit 1; }
-command -v wrk >/dev/null || die "wrk is needed (make perf installs it)"
+if ! command -v wrk >/dev/null; then
+    log "installing wrk (Debian package)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; } ||
+        die "wrk is needed: apt-get install wrk"
+fi
 [[ ${PERF_SKIP_BUILD:-0} == 1 ]] || "$CARGO" build --release -q -p url-shortener
 [[ -x $BIN ]] || die "missing $BIN"
 
@@ -83,6 +88,7 @@ metric() {
     curl -sf "http://127.0.0.1:$PORT/metrics" |
         awk -v n="$1" -v f="${2:-}" '($1 == n || index($1, n "{") == 1) && index($1, f) { s += $2 } END { printf "%d\n", s }'
 }
+found() { metric redirects_total 'result="found"'; }
 # Every process of the perf PostgreSQL: its postmaster and all its children.
 PGDATA_DIR=$(psql -X -At -d postgres -c "SHOW data_directory")
 pg_ticks() {
@@ -114,13 +120,16 @@ row() { printf '%s\t%s\n' "$1" "$2" >>"$WORK/rows.tsv"; log "$1: $2"; }
 # --- PostgreSQL CPU per click, raw clicks off then on ---
 for retention in 0 30; do
     start_server CLICKS_RETENTION_DAYS=$retention
+    before_warm=$(clicks_written)
     wrk_zipf 5 "$CONNS" >/dev/null # warm the near cache and Valkey
+    warmed=$(found)
+    settle $((before_warm + warmed))
     for r in $(seq "$RUNS"); do
         base_clicks=$(clicks_written)
-        base_found=$(metric redirects_total 'result="found"')
+        base_found=$(found)
         t0=$(pg_ticks)
         json=$(wrk_zipf "$DURATION" "$CONNS")
-        found=$(($(metric redirects_total 'result="found"') - base_found))
+        found=$(($(found) - base_found))
         settle $((base_clicks + found))
         t1=$(pg_ticks)
         written=$(($(clicks_written) - base_clicks))
@@ -150,11 +159,13 @@ start_server CLICKS_RETENTION_DAYS=30
 # PERF_ZIPF_S=0: every link alike, the worst case for the rollups' size.
 secs=$((STORAGE_CLICKS / 15000 + 5))
 log "storage: ~$STORAGE_CLICKS clicks over $secs s"
-base=$(metric redirects_total 'result="found"')
-while (($(metric redirects_total 'result="found"') - base < STORAGE_CLICKS)); do
+base=$(found)
+while true; do
+    now=$(found)
+    ((now - base < STORAGE_CLICKS)) || break
     PERF_ZIPF_S=0.0 wrk_zipf 10 "$CONNS" >/dev/null
 done
-served=$(($(metric redirects_total 'result="found"') - base))
+served=$(($(found) - base))
 settle "$served"
 stop_server # the last breakdown flush happens on shutdown
 written=$(clicks_written)

@@ -352,9 +352,9 @@ pub struct Config {
     #[arg(long, env = "CLICKS_FLUSH_INTERVAL_MS", value_name = "CLICKS_FLUSH_INTERVAL_MS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub clicks_flush_interval_ms: u64,
-    /// How often the daily breakdowns (referrers, browsers, OS, devices, a user's
-    /// links) are written: their lag.
-    #[arg(long, env = "CLICKS_BREAKDOWN_FLUSH_INTERVAL_MS", value_name = "CLICKS_BREAKDOWN_FLUSH_INTERVAL_MS", default_value_t = 10_000,
+    /// How often a user's time series and the daily breakdowns (referrers, browsers,
+    /// OS, devices, a user's links) are written: their lag.
+    #[arg(long, env = "CLICKS_BREAKDOWN_FLUSH_INTERVAL_MS", value_name = "CLICKS_BREAKDOWN_FLUSH_INTERVAL_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub clicks_breakdown_flush_interval_ms: u64,
     /// Days of raw clicks kept (day partitions, dropped whole); 0: no raw clicks, only

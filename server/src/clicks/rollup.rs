@@ -60,11 +60,11 @@ struct Raw {
 /// A link's hour: its owner, the counts, the last click's time.
 type LinkHour = (i64, Count, DateTime<Utc>);
 
-/// The per-hour part of a flush: the time series and totals, and the raw rows.
+/// The part of a flush written every CLICKS_FLUSH_INTERVAL_MS: the links' hours (their
+/// time series and totals), the service's hours, and the raw rows.
 #[derive(Debug, Default)]
 pub struct Hourly {
     link: BTreeMap<(i64, DateTime<Utc>), LinkHour>,
-    user: BTreeMap<(i64, DateTime<Utc>), Count>,
     /// (clicks, of which bots), unknown-code hits, inactive-code hits.
     global: BTreeMap<DateTime<Utc>, (Count, i64, i64)>,
     raw: Vec<Raw>,
@@ -73,9 +73,13 @@ pub struct Hourly {
     orphans: u64,
 }
 
-/// The per-day breakdowns.
+/// The part written every CLICKS_BREAKDOWN_FLUSH_INTERVAL_MS: the users' hours (a
+/// user's time series), and the per-day breakdowns. Fewer, larger flushes: under
+/// Zipf-skewed traffic most keys recur within the interval, so each costs one
+/// upsert per interval instead of one per second (PERF.md "Clicks").
 #[derive(Debug, Default)]
 pub struct Daily {
+    user_hours: BTreeMap<(i64, DateTime<Utc>), Count>,
     link: BTreeMap<(i64, NaiveDate, &'static str, Arc<str>), Count>,
     user: BTreeMap<(i64, NaiveDate, &'static str, Arc<str>), Count>,
     user_links: BTreeMap<(i64, NaiveDate, i64), Count>,
@@ -95,10 +99,6 @@ impl Hourly {
             .or_insert((c.user_id, Count::default(), c.at));
         e.1.add(c.agent.bot);
         e.2 = e.2.max(c.at);
-        self.user
-            .entry((c.user_id, hour))
-            .or_default()
-            .add(c.agent.bot);
         self.global.entry(hour).or_default().0.add(c.agent.bot);
         if keep_raw {
             self.raw.push(Raw {
@@ -171,18 +171,6 @@ impl Hourly {
             )
             .await?;
         }
-        if !self.user.is_empty() {
-            let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for ((user, hour), n) in &self.user {
-                cols.0.push(*user);
-                cols.1.push(*hour);
-                cols.2.push(n.clicks);
-                cols.3.push(n.bots);
-            }
-            let stmt = tx.prepare_cached(sql::CLICK_USER_HOURLY_UPSERT).await?;
-            tx.execute(&stmt, &[&cols.0, &cols.1, &cols.2, &cols.3])
-                .await?;
-        }
         if !self.global.is_empty() {
             let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for (hour, (n, unknown, inactive)) in &self.global {
@@ -253,6 +241,10 @@ impl Daily {
     pub fn add(&mut self, c: &LinkClick<'_>, referrer_host: Arc<str>) {
         let day = c.at.date_naive();
         let bot = c.agent.bot;
+        self.user_hours
+            .entry((c.user_id, hour_of(c.at)))
+            .or_default()
+            .add(bot);
         let dims: [(&'static str, Arc<str>); 4] = [
             ("referrer", referrer_host),
             ("browser", Arc::clone(&c.agent.browser)),
@@ -285,6 +277,18 @@ impl Daily {
     }
 
     pub async fn write(&self, tx: &deadpool_postgres::Transaction<'_>) -> Result<()> {
+        if !self.user_hours.is_empty() {
+            let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for ((user, hour), n) in &self.user_hours {
+                cols.0.push(*user);
+                cols.1.push(*hour);
+                cols.2.push(n.clicks);
+                cols.3.push(n.bots);
+            }
+            let stmt = tx.prepare_cached(sql::CLICK_USER_HOURLY_UPSERT).await?;
+            tx.execute(&stmt, &[&cols.0, &cols.1, &cols.2, &cols.3])
+                .await?;
+        }
         for (map, stmt) in [
             (&self.link, sql::CLICK_LINK_DAILY_UPSERT),
             (&self.user, sql::CLICK_USER_DAILY_UPSERT),

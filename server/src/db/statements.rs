@@ -179,7 +179,14 @@ fn build_event_list(source: EventSource, which: usize) -> String {
     if which & 2 != 0 {
         conds.push(format!("user_id = {}", next()));
     }
-    let click_conds = conds.clone();
+    // Raw clicks have no user_id index: a user's clicks are those of its links.
+    let click_conds: Vec<String> = conds
+        .iter()
+        .map(|c| match c.strip_prefix("user_id = ") {
+            Some(p) => format!("url_id IN (SELECT id FROM urls WHERE user_id = {p})"),
+            None => c.clone(),
+        })
+        .collect();
     match source {
         EventSource::All => {}
         EventSource::Redirects => conds.push("event_type = 'redirect'".into()),
