@@ -1,7 +1,7 @@
 //! Analytics reads: every one from the rollup tables (never the raw clicks), each an
 //! index range scan on the scope's primary key prefix.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::statements as sql;
 pub use crate::domain::analytics::Scope;
@@ -38,24 +38,20 @@ pub async fn first_hour(
     Ok(client.query_one(&stmt, &[&scope.id()]).await?.get(0))
 }
 
-/// (local bucket start, clicks, bot clicks) per non-empty bucket, in order.
-pub async fn series(
+/// The scope's hours with clicks in [start, end), in order: (hour, clicks, bot clicks).
+pub async fn hours(
     client: &deadpool_postgres::Client,
     scope: Scope,
-    granularity: &str,
-    timezone: &str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-) -> Result<Vec<(NaiveDateTime, i64, i64)>> {
+) -> Result<Vec<(DateTime<Utc>, i64, i64)>> {
     let stmt = client
         .prepare_cached(match scope {
             Scope::Url(_) => sql::ANALYTICS_LINK_SERIES,
             Scope::User(_) => sql::ANALYTICS_USER_SERIES,
         })
         .await?;
-    let rows = client
-        .query(&stmt, &[&scope.id(), &granularity, &timezone, &start, &end])
-        .await?;
+    let rows = client.query(&stmt, &[&scope.id(), &start, &end]).await?;
     Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))

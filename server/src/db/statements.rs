@@ -293,14 +293,13 @@ pub const ANALYTICS_LINK_FIRST_HOUR: &str =
     "SELECT min(hour) FROM click_link_hourly WHERE url_id = $1";
 pub const ANALYTICS_USER_FIRST_HOUR: &str =
     "SELECT min(hour) FROM click_user_hourly WHERE user_id = $1";
-/// $1 id, $2 granularity (hour, day, month), $3 IANA zone, $4 start, $5 end → per
-/// non-empty local bucket: its start (local time), clicks, bot clicks.
-pub const ANALYTICS_LINK_SERIES: &str = "SELECT date_trunc($2, hour AT TIME ZONE $3) AS b, \
-     sum(clicks)::int8, sum(bot_clicks)::int8 FROM click_link_hourly \
-     WHERE url_id = $1 AND hour >= $4 AND hour < $5 GROUP BY 1 ORDER BY 1";
-pub const ANALYTICS_USER_SERIES: &str = "SELECT date_trunc($2, hour AT TIME ZONE $3) AS b, \
-     sum(clicks)::int8, sum(bot_clicks)::int8 FROM click_user_hourly \
-     WHERE user_id = $1 AND hour >= $4 AND hour < $5 GROUP BY 1 ORDER BY 1";
+/// $1 id, $2 start, $3 end → the hours with clicks, in order: (hour, clicks, bot
+/// clicks). Bucketed into local time by the caller (chrono-tz): `AT TIME ZONE` per
+/// row cost PostgreSQL ~10 µs a row, 90 ms for a year of hours.
+pub const ANALYTICS_LINK_SERIES: &str = "SELECT hour, clicks, bot_clicks FROM click_link_hourly \
+     WHERE url_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour";
+pub const ANALYTICS_USER_SERIES: &str = "SELECT hour, clicks, bot_clicks FROM click_user_hourly \
+     WHERE user_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour";
 /// $1 id, $2 dim, $3 first day, $4 last day, $5 exclude bots, $6 limit → (value, clicks).
 pub const ANALYTICS_LINK_BREAKDOWN: &str = "SELECT value, \
      (sum(clicks) - CASE WHEN $5 THEN sum(bot_clicks) ELSE 0 END)::int8 AS n \

@@ -369,7 +369,7 @@ pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
 }
 
 /// The local start of the bucket holding `t`.
-fn floor(t: NaiveDateTime, g: Granularity) -> NaiveDateTime {
+pub fn floor(t: NaiveDateTime, g: Granularity) -> NaiveDateTime {
     let d = t.date();
     match g {
         Granularity::Hour => d.and_hms_opt(t.hour(), 0, 0).unwrap_or(t),
@@ -405,6 +405,29 @@ pub fn buckets(w: &Window, tz: Tz) -> Vec<NaiveDateTime> {
             out.push(t);
         }
         t = step(t, w.granularity);
+    }
+    out
+}
+
+/// Sums hourly counts into the window's local buckets (empty ones as 0), in one pass:
+/// `hours` ascend, and so do their local buckets. Returns (bucket start, clicks, bots).
+pub fn bucketed(
+    w: &Window,
+    tz: Tz,
+    hours: &[(DateTime<Utc>, i64, i64)],
+) -> Vec<(NaiveDateTime, i64, i64)> {
+    let mut out: Vec<(NaiveDateTime, i64, i64)> =
+        buckets(w, tz).into_iter().map(|b| (b, 0, 0)).collect();
+    let mut i = 0;
+    for (hour, clicks, bots) in hours {
+        let b = floor(hour.with_timezone(&tz).naive_local(), w.granularity);
+        while i < out.len() && out[i].0 < b {
+            i += 1;
+        }
+        if let Some(slot) = out.get_mut(i).filter(|s| s.0 == b) {
+            slot.1 += clicks;
+            slot.2 += bots;
+        }
     }
     out
 }

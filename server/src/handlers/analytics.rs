@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{encode, path_id};
 use crate::cache::Lookup;
 use crate::db::{self, analytics as q};
-use crate::domain::analytics::{bucket_label, buckets, AnalyticsQuery, GroupBy, Scope};
+use crate::domain::analytics::{bucket_label, bucketed, AnalyticsQuery, GroupBy, Scope};
 use crate::domain::timestamp;
 use crate::error::{Error, Result};
 use crate::request::query_pairs;
@@ -67,31 +67,10 @@ pub async fn query(req: &Request, st: &AppState) -> Result<Response> {
         let counted = |clicks: i64, bots: i64| if aq.exclude_bots { clicks - bots } else { clicks };
         let data: Vec<Value> = match aq.group_by {
             GroupBy::Timeseries => {
-                let rows = q::series(
-                    &client,
-                    scope,
-                    w.granularity.as_str(),
-                    aq.tz.name(),
-                    w.start,
-                    w.end,
-                )
-                .await?;
-                let mut rows = rows.into_iter().peekable();
-                buckets(&w, aq.tz)
+                let hours = q::hours(&client, scope, w.start, w.end).await?;
+                bucketed(&w, aq.tz, &hours)
                     .into_iter()
-                    .map(|b| {
-                        let mut n = 0;
-                        while let Some((t, c, bots)) = rows.peek() {
-                            if *t > b {
-                                break;
-                            }
-                            if *t == b {
-                                n += counted(*c, *bots);
-                            }
-                            rows.next();
-                        }
-                        json!({ "bucket": bucket_label(b, aq.tz), "clicks": n })
-                    })
+                    .map(|(b, c, bots)| json!({ "bucket": bucket_label(b, aq.tz), "clicks": counted(c, bots) }))
                     .collect()
             }
             GroupBy::TopUrls => {
