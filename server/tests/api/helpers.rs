@@ -523,3 +523,34 @@ impl OwnValkey {
         v
     }
 }
+
+// === Error responses ===
+
+/// Asserts an error response: its status, a JSON content type and an `error` string.
+pub async fn error_body(resp: reqwest::Response, status: u16) -> Value {
+    let (method_status, ct) = (
+        resp.status(),
+        resp.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap_or_default().to_owned()),
+    );
+    let url = resp.url().clone();
+    let text = resp.text().await.expect("body");
+    assert_eq!(method_status, status, "{url}: {text}");
+    assert_eq!(ct.as_deref(), Some("application/json"), "{url}");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
+    assert!(
+        v["error"].as_str().is_some_and(|s| !s.is_empty()),
+        "{url}: no error message in {v}"
+    );
+    v
+}
+
+/// Asserts a 422 whose `details` names `field`; returns the reason given for it.
+pub async fn invalid_field(resp: reqwest::Response, field: &str) -> String {
+    let v = error_body(resp, 422).await;
+    v["details"][field]
+        .as_str()
+        .unwrap_or_else(|| panic!("details do not name {field}: {v}"))
+        .to_owned()
+}

@@ -13,34 +13,6 @@ use crate::helpers::*;
 
 // === Helpers of this file ===
 
-/// Asserts an error response: its status, a JSON content type and an `error` string.
-async fn error_body(resp: reqwest::Response, status: u16) -> Value {
-    let got = resp.status();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap_or_default().to_owned());
-    let url = resp.url().clone();
-    let text = resp.text().await.expect("body");
-    assert_eq!(got, status, "{url}: {text}");
-    assert_eq!(ct.as_deref(), Some("application/json"), "{url}");
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
-    assert!(
-        v["error"].as_str().is_some_and(|s| !s.is_empty()),
-        "{url}: no error message in {v}"
-    );
-    v
-}
-
-/// Asserts a 422 whose `details` names `field`; returns the reason given for it.
-async fn invalid_field(resp: reqwest::Response, field: &str) -> String {
-    let v = error_body(resp, 422).await;
-    v["details"][field]
-        .as_str()
-        .unwrap_or_else(|| panic!("details do not name {field}: {v}"))
-        .to_owned()
-}
-
 async fn count(sql: &str, param: &(dyn tokio_postgres::types::ToSql + Sync)) -> i64 {
     db().await
         .query_one(sql, &[param])
