@@ -153,7 +153,7 @@ impl Links {
             .as_deref()
             .and_then(|n| n.get_stale(code, self.max_stale))
         {
-            m::stale_served("local");
+            m::stale_served(m::StaleLayer::Local);
             return Some(Resolved {
                 target,
                 cached: true,
@@ -168,7 +168,7 @@ impl Links {
             Some(l) => Some(Target::from_link(code, l)?),
             None => None,
         };
-        m::stale_served("valkey");
+        m::stale_served(m::StaleLayer::Valkey);
         Some(Resolved {
             target,
             cached: true,

@@ -336,9 +336,20 @@ pub fn cache_local(hit: bool) {
     hot().local[usize::from(!hit)].increment(1);
 }
 
-/// A redirect answered stale (PostgreSQL away); `layer` is local or valkey.
-pub fn stale_served(layer: &'static str) {
-    counter!(STALE_SERVED, "layer" => layer).increment(1);
+/// Where a stale answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleLayer {
+    Local,
+    Valkey,
+}
+
+/// A redirect answered stale (PostgreSQL away).
+pub fn stale_served(layer: StaleLayer) {
+    let label = match layer {
+        StaleLayer::Local => "local",
+        StaleLayer::Valkey => "valkey",
+    };
+    counter!(STALE_SERVED, "layer" => label).increment(1);
 }
 
 /// An operation retried once after a retryable PostgreSQL error (`db::retry_once`).
