@@ -2,10 +2,10 @@
 //! checked here (every problem a 422 naming its parameter), resolved against the
 //! clock into UTC bounds and local buckets.
 
+use chrono::Offset;
 use chrono::{
     DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
 };
-use chrono::Offset;
 use chrono_tz::Tz;
 
 use crate::error::{Error, FieldErrors, Result};

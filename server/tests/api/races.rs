@@ -457,3 +457,59 @@ async fn lists_read_the_replica_and_fall_back_to_the_primary() {
     assert!(reads("primary_fallback").await > fallback);
     replica.set(Mode::Pass);
 }
+
+/// Issue #15: a PostgreSQL failover is followed without a restart. The URL names
+/// two hosts (`target_session_attrs=read-write`, as a CloudNativePG primary and its
+/// standby); the first goes away and the second becomes the primary: broken pooled
+/// connections are dropped, new ones reach the second host, and meanwhile writes
+/// fail only with 503.
+#[tokio::test]
+async fn a_primary_switch_is_followed_without_a_restart() {
+    let first = PgProxy::start(database_port()).await;
+    let second = PgProxy::start(database_port()).await;
+    second.set(Mode::Refuse); // not the primary yet
+    let db_url = first.database_url();
+    let (head, tail) = db_url
+        .split_once(&format!(":{}/", first.port))
+        .expect("a url with the proxy's port");
+    let mut cfg = test_config();
+    cfg.database_url = Some(
+        format!(
+            "{head}:{},127.0.0.1:{}/{tail}?target_session_attrs=read-write",
+            first.port, second.port
+        )
+        .into(),
+    );
+    cfg.database_pool_timeout_ms = 500;
+    cfg.database_connect_timeout_ms = 500;
+    let app = spawn_app_with(cfg).await;
+    let new_user = || {
+        let name = unique("fo");
+        json!({"username": name, "email": format!("{name}@example.com")})
+    };
+    assert_eq!(app.post_json("/users", &new_user()).await.status(), 201);
+
+    // Failover: the old primary is gone, the standby is promoted.
+    first.set(Mode::Refuse);
+    second.set(Mode::Pass);
+    let statuses = std::sync::Mutex::new(Vec::new());
+    eventually(
+        "writes succeed on the new primary",
+        Duration::from_secs(10),
+        || async {
+            let status = app.post_json("/users", &new_user()).await.status().as_u16();
+            statuses.lock().expect("lock").push(status);
+            status == 201
+        },
+    )
+    .await;
+    let statuses = statuses.into_inner().expect("lock");
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 503),
+        "only 503 while the primary was away: {statuses:?}"
+    );
+    // And it stays on the new primary.
+    for _ in 0..5 {
+        assert_eq!(app.post_json("/users", &new_user()).await.status(), 201);
+    }
+}
