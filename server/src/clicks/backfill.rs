@@ -30,11 +30,7 @@ pub async fn run_batch(
 ) -> Result<u64> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
-    let locked: bool = tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&LOCK_KEY])
-        .await?
-        .get(0);
-    if !locked {
+    if !crate::db::try_xact_lock(&tx, LOCK_KEY).await? {
         return Ok(0);
     }
     let rows = tx

@@ -62,11 +62,7 @@ pub(crate) async fn ensure_partition(
 pub async fn run_once(db: &Db, retention_days: u32, today: NaiveDate) -> Result<Round> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
-    let locked: bool = tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&LOCK_KEY])
-        .await?
-        .get(0);
-    if !locked {
+    if !crate::db::try_xact_lock(&tx, LOCK_KEY).await? {
         return Ok(Round::default());
     }
     let mut round = Round {

@@ -175,6 +175,18 @@ where
     }
 }
 
+/// Takes a transaction-scoped advisory lock if it is free: the one-replica-at-a-time
+/// guard of background jobs (another replica holding it skips its round).
+pub(crate) async fn try_xact_lock(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: i64,
+) -> Result<bool> {
+    Ok(tx
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
+        .await?
+        .get(0))
+}
+
 /// Raises the statement timeout for the rest of the caller's transaction.
 pub(crate) async fn set_local_statement_timeout(
     tx: &deadpool_postgres::Transaction<'_>,
