@@ -55,8 +55,8 @@ def parse_goose_log(lines, offset: float, src: str) -> list[Req]:
     when the scenario calls `set_failure` on it afterwards (a wrong body or
     Location): the later line wins, so such a request counts as failed.
     """
-    by_key: dict[tuple, Req] = {}
-    order: list[tuple] = []
+    out: list[Req] = []
+    latest: dict[tuple, Req] = {}
     for line in lines:
         line = line.strip()
         if not line.startswith("{"):
@@ -70,20 +70,21 @@ def parse_goose_log(lines, offset: float, src: str) -> list[Req]:
         # Our scenarios name requests "METHOD /template[ (note)]" already.
         name = m.get("name", "") or f"{method} {raw.get('url', '')}"
         key = (m.get("user"), m.get("elapsed"), name, raw.get("url"))
+        if m.get("update"):
+            # A goose user is sequential: its set_failure follows its request
+            # before the next one starts, so it belongs to the latest such line.
+            prev = latest.get(key)
+            if prev is not None:
+                prev.ok = prev.ok and bool(m.get("success"))
+                prev.err = m.get("error", "") or prev.err
+            continue
         dur = (m.get("response_time", 0) + m.get("response_time_fraction_us", 0) / 1000.0) / 1000.0
         r = Req(t=offset + m.get("elapsed", 0) / 1000.0, dur=dur, src=src,
                 kind=kind_of(method, name), method=method, name=name,
                 status=int(m.get("status_code") or 0), ok=bool(m.get("success")), err=m.get("error", "") or "")
-        if key in by_key:
-            prev = by_key[key]
-            # An update keeps the original timing and marks the outcome.
-            prev.ok = prev.ok and r.ok
-            if r.err:
-                prev.err = r.err
-        else:
-            by_key[key] = r
-            order.append(key)
-    return [by_key[k] for k in order]
+        latest[key] = r
+        out.append(r)
+    return out
 
 
 def nearest_rank(values: list[float], pct: float) -> float:

@@ -33,6 +33,11 @@ class GooseLog(unittest.TestCase):
         [r] = an.parse_goose_log(lines, 0, "g")
         self.assertFalse(r.ok)
 
+    def test_two_requests_in_the_same_millisecond_stay_two_requests(self):
+        lines = [goose_line(10, ok=False, status=503), goose_line(10, ok=True)]
+        rs = an.parse_goose_log(lines, 0, "g")
+        self.assertEqual([(r.status, r.ok) for r in rs], [(503, False), (302, True)])
+
     def test_a_cut_last_line_is_skipped(self):
         rs = an.parse_goose_log([goose_line(1), goose_line(2)[:20]], 0, "g")
         self.assertEqual(len(rs), 1)
