@@ -34,7 +34,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 mode=${1:-}
 case "$mode" in
     chaos|soak) ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "usage: scripts/chaos.sh chaos|soak" ;;
 esac
 

@@ -48,43 +48,57 @@ def kind_of(method: str, name: str) -> str:
     return "read"
 
 
-def parse_goose_log(lines, offset: float, src: str) -> list[Req]:
-    """goose's `--request-log` in JSON lines; `offset` is the wall time of elapsed 0.
+class GooseLogParser:
+    """goose's `--request-log` in JSON lines, fed in chunks; `offset` is the wall
+    time of elapsed 0.
 
     goose logs a request when it completes, and logs it again with `update: true`
     when the scenario calls `set_failure` on it afterwards (a wrong body or
-    Location): the later line wins, so such a request counts as failed.
+    Location): the update amends that request, so it counts as failed. A goose
+    user is sequential (its set_failure comes before its next request), so the
+    request an update belongs to is the latest one of its user: that is all the
+    state kept between chunks.
     """
-    out: list[Req] = []
-    latest: dict[tuple, Req] = {}
-    for line in lines:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            m = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the end of the run
-        raw = m.get("raw") or {}
-        method = str(raw.get("method", "")).upper()
-        # Our scenarios name requests "METHOD /template[ (note)]" already.
-        name = m.get("name", "") or f"{method} {raw.get('url', '')}"
-        key = (m.get("user"), m.get("elapsed"), name, raw.get("url"))
-        if m.get("update"):
-            # A goose user is sequential: its set_failure follows its request
-            # before the next one starts, so it belongs to the latest such line.
-            prev = latest.get(key)
-            if prev is not None:
-                prev.ok = prev.ok and bool(m.get("success"))
-                prev.err = m.get("error", "") or prev.err
-            continue
-        dur = (m.get("response_time", 0) + m.get("response_time_fraction_us", 0) / 1000.0) / 1000.0
-        r = Req(t=offset + m.get("elapsed", 0) / 1000.0, dur=dur, src=src,
-                kind=kind_of(method, name), method=method, name=name,
-                status=int(m.get("status_code") or 0), ok=bool(m.get("success")), err=m.get("error", "") or "")
-        latest[key] = r
-        out.append(r)
-    return out
+
+    def __init__(self, offset: float, src: str):
+        self.offset, self.src = offset, src
+        self.latest: dict = {}
+
+    def feed(self, lines) -> list[Req]:
+        out: list[Req] = []
+        for line in lines:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                m = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the end of the run
+            raw = m.get("raw") or {}
+            method = str(raw.get("method", "")).upper()
+            # Our scenarios name requests "METHOD /template[ (note)]" already.
+            name = m.get("name", "") or f"{method} {raw.get('url', '')}"
+            key = (m.get("elapsed"), name, raw.get("url"))
+            user = m.get("user")
+            if m.get("update"):
+                prev = self.latest.get(user)
+                if prev is not None and prev[0] == key:
+                    prev[1].ok = prev[1].ok and bool(m.get("success"))
+                    prev[1].err = m.get("error", "") or prev[1].err
+                continue
+            dur = (m.get("response_time", 0) + m.get("response_time_fraction_us", 0) / 1000.0) / 1000.0
+            r = Req(t=self.offset + m.get("elapsed", 0) / 1000.0, dur=dur, src=self.src,
+                    kind=kind_of(method, name), method=method, name=name,
+                    status=int(m.get("status_code") or 0), ok=bool(m.get("success")),
+                    err=m.get("error", "") or "")
+            self.latest[user] = (key, r)
+            out.append(r)
+        return out
+
+
+def parse_goose_log(lines, offset: float, src: str) -> list[Req]:
+    """A whole request log at once (see GooseLogParser)."""
+    return GooseLogParser(offset, src).feed(lines)
 
 
 def nearest_rank(values: list[float], pct: float) -> float:

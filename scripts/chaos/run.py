@@ -67,8 +67,12 @@ LB = f"http://127.0.0.1:{LB_PORT}"
 class Goose:
     """One loadtest process for the whole run, with its request log."""
 
-    def __init__(self, name: str, work: Path, args: list[str]):
+    def __init__(self, name: str, work: Path, args: list[str], stream: bool = False):
         self.name = name
+        # stream: parse the lines as they come (into `pending`) instead of the
+        # whole log at the end, for runs whose logs are too big to hold (soak).
+        self.parser = an.GooseLogParser(0.0, name) if stream else None
+        self.pending: list[an.Req] = []
         self.reqlog = work / f"{name}-requests.jsonl"
         self.logf = work / "logs" / f"{name}.log"
         self.args = args
@@ -103,7 +107,8 @@ class Goose:
             return 0
         self._pos += cut + 1
         n = 0
-        for line in data[:cut].splitlines()[-200:]:
+        lines = data[:cut].splitlines()
+        for line in lines[-200:]:
             try:
                 m = json.loads(line)
             except ValueError:
@@ -111,7 +116,10 @@ class Goose:
             n += 1
             end = (m.get("elapsed", 0) + m.get("response_time", 0)) / 1000.0
             self.offset = min(self.offset, now - end)
-        return n
+        if self.parser is not None:
+            self.parser.offset = self.offset
+            self.pending.extend(self.parser.feed(l.decode(errors="replace") for l in lines))
+        return len(lines)
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -724,6 +732,8 @@ def soak() -> int:
     probe = Probe(1, 2)
     samples: list[dict] = []
     peak = {}
+    totals = {"requests": 0}
+    errors: dict[str, int] = {}
     try:
         cl.check_ports()
         cl.start_postgres(SEED_USERS, SEED_URLS)
@@ -731,8 +741,9 @@ def soak() -> int:
         cl.start_instances()
         # The peak: both loads unthrottled for a short ramp; each goose's own rate.
         ramp = [Goose("ramp-redirect", work, ["--scenarios", "redirect", "-u", "48", "-r", "12",
-                                              "--discover-limit", str(SEED_URLS)]),
-                Goose("ramp-mix", work, ["--scenarios", "mix", "-u", "6", "-r", "6", "--discover-limit", "5000"])]
+                                              "--discover-limit", str(SEED_URLS)], stream=True),
+                Goose("ramp-mix", work, ["--scenarios", "mix", "-u", "6", "-r", "6", "--discover-limit", "5000"],
+                      stream=True)]
         for g in ramp:
             g.start()
         wait_for(lambda: all(g.calibrate() or g.offset < float("inf") for g in ramp), 120, "goose to start")
@@ -743,31 +754,52 @@ def soak() -> int:
                 g.calibrate()
         for g in ramp:
             g.stop()
-            rs = g.requests()
+            g.calibrate()
+            rs = g.pending
             # The last half of the ramp, when every user is running.
             lo = t_ramp + SOAK_RAMP_S / 2
             n = sum(1 for r in rs if lo <= r.t < t_ramp + SOAK_RAMP_S)
             peak[g.name] = n / (SOAK_RAMP_S / 2)
         rates = {k: max(1, int(v * SOAK_SHARE / 100)) for k, v in peak.items()}
         log(f"peak {peak}; soaking at {SOAK_SHARE}%: {rates} req/s for {SOAK_MIN} min")
-        gooses = [Goose("soak-redirect", work, ["--scenarios", "redirect", "-u", "32", "-r", "32",
+        # As many users as the ramp had, so the throttle, not the users, sets the rate.
+        gooses = [Goose("soak-redirect", work, ["--scenarios", "redirect", "-u", "48", "-r", "48",
                                                 "--throttle-requests", str(rates["ramp-redirect"]),
-                                                "--discover-limit", str(SEED_URLS)]),
+                                                "--discover-limit", str(SEED_URLS)], stream=True),
                   Goose("soak-mix", work, ["--scenarios", "mix", "-u", "6", "-r", "6", "--throttle-requests",
-                                           str(rates["ramp-mix"]), "--discover-limit", "5000"])]
+                                           str(rates["ramp-mix"]), "--discover-limit", "5000"], stream=True)]
         for g in gooses:
             g.start()
         wait_for(lambda: all(g.calibrate() or g.offset < float("inf") for g in gooses), 120, "goose to start")
         probe.start()
         before = {i.name: dict(i.totals()) for i in cl.instances if i.scrape()}
+        for g in gooses:
+            g.calibrate()
+            g.pending.clear()  # start-up and discovery: not the soak
         t0 = time.time()
         end = t0 + SOAK_MIN * 60
         while time.time() < end:
             time.sleep(max(0.0, t0 + (len(samples) + 1) * SOAK_SAMPLE_S - time.time()))
+            s = {"t": time.time() - t0}
+            # Latency per interval: the requests logged since the last sample.
+            durs = []
             for g in gooses:
                 g.calibrate()
-            s = {"t": time.time() - t0}
+                for r in g.pending:
+                    totals["requests"] += 1
+                    durs.append(r.dur * 1000)
+                    if not r.ok:
+                        lab = f"{r.name} {an.status_label(r)}"
+                        errors[lab] = errors.get(lab, 0) + 1
+                g.pending.clear()
+            s["req/s"] = len(durs) / SOAK_SAMPLE_S
+            s["p99_ms"] = an.nearest_rank(durs, 99) if durs else float("nan")
             for inst in cl.instances:
+                if not inst.running():
+                    # Nothing in a soak stops an instance: this came from outside
+                    # (a crash, the OOM killer, someone's pkill); its log says which.
+                    raise HarnessError(f"{inst.name} exited ({inst.proc.returncode}) during the soak without "
+                                       f"being stopped; see {inst.logs}/server-{inst.name}-1.log")
                 inst.scrape()
                 s[f"rss_mb {inst.name}"] = inst.rss_kb() / 1024
                 s[f"fds {inst.name}"] = inst.fds()
@@ -787,8 +819,12 @@ def soak() -> int:
         for g in locals().get("gooses", []) + locals().get("ramp", []):
             g.stop()
         cl.stop_all()
-    reqs = [r for g in gooses for r in g.requests()] + probe.requests()
-    text, failed = soak_report(samples, reqs, t0, peak, rates, before, after, t_run)
+    for r in probe.requests():
+        totals["requests"] += 1
+        if not r.ok:
+            lab = f"{r.name} {an.status_label(r)}"
+            errors[lab] = errors.get(lab, 0) + 1
+    text, failed = soak_report(samples, totals["requests"], errors, peak, rates, before, after, t_run)
     (work / "report.md").write_text(text)
     print(text, flush=True)
     return 1 if failed else 0
@@ -802,17 +838,12 @@ TOLERANCE = {"rss_mb": (0.25, 2.0), "fds": (0.0, 1.0), "pg connections": (0.0, 1
              "valkey used_memory_mb": (0.25, 1.0), "p99_ms": (0.5, 5.0)}
 
 
-def soak_report(samples, reqs, t0, peak, rates, before, after, t_run):
-    # p99 per sampling interval, from the requests that started in it.
-    for s in samples:
-        a, b = t0 + s["t"] - SOAK_SAMPLE_S, t0 + s["t"]
-        durs = [r.dur * 1000 for r in reqs if a <= r.t < b and r.src != "probe"]
-        s["p99_ms"] = an.nearest_rank(durs, 99) if durs else float("nan")
+def soak_report(samples, n_requests, errors, peak, rates, before, after, t_run):
     # The first fifth is warm-up: pools open, caches and the near cache fill.
     warm = max(1, len(samples) // 5)
     used = samples[warm:]
     lines, failed = [], []
-    keys = [k for k in samples[0] if k != "t"] if samples else []
+    keys = [k for k in samples[0] if k not in ("t", "req/s")] if samples else []
     for k in keys:
         pts = [(s["t"], s[k]) for s in used if s[k] == s[k]]
         base = k.split(" s")[0] if k.startswith(("rss_mb", "fds")) else k
@@ -823,13 +854,10 @@ def soak_report(samples, reqs, t0, peak, rates, before, after, t_run):
                      f"{bound:.2f} | {'PASS' if ok else 'FAIL'} |")
         if not ok:
             failed.append(f"{k} not flat")
-    errors = [r for r in reqs if not r.ok]
-    by = {}
-    for r in errors:
-        by[f"{r.name} {an.status_label(r)}"] = by.get(f"{r.name} {an.status_label(r)}", 0) + 1
+    n_errors = sum(errors.values())
     drops = {k: sum(after[n][k] - before.get(n, {}).get(k, 0) for n in after) for k in ("clicks_dropped", "events_dropped")}
-    if errors:
-        failed.append(f"{len(errors)} errors")
+    if n_errors:
+        failed.append(f"{n_errors} errors")
     if any(drops.values()):
         failed.append(f"drops {drops}")
     out = [f"## Soak of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(t_run))}", "",
@@ -838,7 +866,8 @@ def soak_report(samples, reqs, t0, peak, rates, before, after, t_run):
            ", ".join(f"{k} {v:.0f} req/s" for k, v in peak.items()) +
            f"; soak at {SOAK_SHARE}%: " + ", ".join(f"{k} {v} req/s" for k, v in rates.items()) +
            " + writer probe 2 writes/s",
-           f"- {len(reqs)} requests, {len(errors)} errors" + (f" ({an.fmt_counts(by)})" if errors else "") +
+           f"- {n_requests} requests ({sum(x['req/s'] for x in samples) / max(1, len(samples)):.0f} req/s of goose "
+           f"on average), {n_errors} errors" + (f" ({an.fmt_counts(errors)})" if n_errors else "") +
            f"; clicks dropped {drops['clicks_dropped']:.0f}, events dropped {drops['events_dropped']:.0f}",
            f"- {len(samples)} samples every {SOAK_SAMPLE_S}s; slopes by least squares over the last "
            f"{len(used)} (the first {warm} are warm-up), per hour, ± one standard error", "",
@@ -861,7 +890,7 @@ def main() -> int:
     signal.alarm(MAX_S if mode == "chaos" else SOAK_MIN * 60 + 600)
     try:
         return chaos() if mode == "chaos" else soak()
-    except HarnessError as e:
+    except (HarnessError, OSError) as e:
         log(f"error: {e}")
         return 2
     except KeyboardInterrupt:

@@ -38,6 +38,12 @@ class GooseLog(unittest.TestCase):
         rs = an.parse_goose_log(lines, 0, "g")
         self.assertEqual([(r.status, r.ok) for r in rs], [(503, False), (302, True)])
 
+    def test_an_update_in_a_later_chunk_amends_its_request(self):
+        p = an.GooseLogParser(0, "g")
+        [r] = p.feed([goose_line(10, user=3)])
+        self.assertEqual(p.feed([goose_line(10, ok=False, update=True, user=3)]), [])
+        self.assertFalse(r.ok)
+
     def test_a_cut_last_line_is_skipped(self):
         rs = an.parse_goose_log([goose_line(1), goose_line(2)[:20]], 0, "g")
         self.assertEqual(len(rs), 1)
