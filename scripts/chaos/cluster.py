@@ -7,10 +7,13 @@ Every process started here is recorded and stopped by `Cluster.stop_all`, which
 the caller runs in a `finally`, so a failed run leaves nothing behind.
 
 The port band (none of it used by scripts/services.sh, whose profiles take
-54329/54339/54349 and 63799-63824):
+54329/54339/54349 and 63799-63824; every listening port below Linux's ephemeral
+range, 32768-60999, where an outgoing connection's local port can take a
+listener's port away: with a first choice of 54361-54372, PostgreSQL b once
+found 54362 taken at start-up, right after a soak, most likely by such a socket):
 
-    PostgreSQL nodes a, b       54361, 54362
-    faultproxy a, b (+control)  54363, 54364 (54371, 54372)
+    PostgreSQL nodes a, b       25461, 25462
+    faultproxy a, b (+control)  25463, 25464 (25471, 25472)
     Valkey master, replica      63849, 63850
     Sentinels                   63851-63853
     HAProxy (+stats)            18080 (18089)
@@ -32,9 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("CHAOS_BIN_DIR", ROOT / "target" / "release"))
 
-PG_PORTS = {"a": 54361, "b": 54362}
-PROXY_PORTS = {"a": 54363, "b": 54364}
-PROXY_CONTROL = {"a": 54371, "b": 54372}
+PG_PORTS = {"a": 25461, "b": 25462}
+PROXY_PORTS = {"a": 25463, "b": 25464}
+PROXY_CONTROL = {"a": 25471, "b": 25472}
 VK_PORTS = {"m": 63849, "r": 63850}
 SENTINEL_PORTS = [63851, 63852, 63853]
 LB_PORT, LB_STATS_PORT = 18080, 18089
