@@ -570,6 +570,13 @@ def run_phases(cl: Cluster, runner: "Chaos", phases: list, probe: Probe, harness
             if ok:
                 ph.recovered_in = time.time() - ph.start
                 break
+            gone = [i for i in cl.instances if not i.running()]
+            if gone:
+                # The harness restarts what it stops before this point: an instance
+                # down here was stopped from outside (twice on this shared box, all
+                # three at once by a SIGTERM), and what follows would measure that.
+                raise HarnessError(", ".join(f"{i.name} exited ({i.proc.returncode}) without the harness "
+                                             f"stopping it" for i in gone) + "; see its log")
             if time.time() - t0 > RECOVERY_MAX_S:
                 ph.notes.append(f"not healthy {RECOVERY_MAX_S}s after the fault: {why}")
                 harness_notes.append(f"fault {ph.key}: cluster not healthy again: {why}")
