@@ -147,13 +147,16 @@ impl From<tokio_postgres::Error> for Error {
     /// input caused is a 4xx, a database going away is a 503, and only the rest (a
     /// statement of ours PostgreSQL rejected) is a 500.
     fn from(e: tokio_postgres::Error) -> Self {
+        // A pooled connection that PostgreSQL closed (a restart, a failover): the
+        // pool drops it, and the same read on a fresh connection may well work, so
+        // `db::retry_once` retries it. Still a 503 with Retry-After to the client.
+        if e.is_closed() {
+            return Error::Retryable(e.to_string());
+        }
         let Some(code) = e.code() else {
-            // No SQLSTATE: a closed connection, an I/O failure, a timeout.
+            // No SQLSTATE: an I/O failure, a timeout.
             return Error::Unavailable(e.to_string());
         };
-        if e.is_closed() {
-            return Error::Unavailable(e.to_string());
-        }
         let class = &code.code()[..2];
         match code {
             c if *c == SqlState::T_R_SERIALIZATION_FAILURE

@@ -8,10 +8,12 @@
 //!
 //! The guarantee: a redirect never waits on the database for its click. While
 //! PostgreSQL is up, a click is in the counts within one flush interval; on graceful
-//! shutdown the queue is drained and written before exit. If the queue is full, or
-//! PostgreSQL refuses a flush three times in a row, those clicks are dropped and
-//! counted in `clicks_dropped_total`. A crash (SIGKILL, OOM) loses what is queued
-//! and not yet flushed: at most one flush interval's worth.
+//! shutdown the queue is drained and written before exit. If the queue is full, those
+//! clicks are dropped and counted in `clicks_dropped_total`. A flush of counts that fails three times is
+//! kept and tried again at the next interval under the same batch id (a failure may
+//! hide a COMMIT that went through: the id makes the retry a no-op then), up to a
+//! million clicks held; only past that, or at shutdown, is it dropped. A crash
+//! (SIGKILL, OOM) loses what is queued and not yet flushed.
 
 pub mod agent;
 pub mod backfill;
@@ -34,6 +36,10 @@ use rollup::{Daily, Hourly, LinkClick};
 
 /// Referrer and user agent are stored (raw clicks) to this many bytes.
 pub const HEADER_KEEP: usize = 512;
+
+/// Most clicks kept in failed flushes for another try (about a minute at 20,000
+/// clicks/s; a flush of counts is small, its raw rows are up to 1 KiB a click).
+const UNSETTLED_MAX_CLICKS: u64 = 1_000_000;
 
 /// How often the writer drains the queue into its rollups.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
@@ -91,6 +97,7 @@ impl ClickQueue {
                 classifier: Classifier::new(opts.agent_cache),
                 hourly: Hourly::default(),
                 daily: Daily::default(),
+                unsettled: std::collections::VecDeque::new(),
                 opts,
             }
             .run(rx, Arc::clone(&shutdown)),
@@ -123,6 +130,8 @@ struct Writer {
     classifier: Classifier,
     hourly: Hourly,
     daily: Daily,
+    /// Count flushes that failed, oldest first, kept for another try.
+    unsettled: std::collections::VecDeque<(i64, Hourly)>,
     opts: Options,
 }
 
@@ -155,6 +164,14 @@ impl Writer {
                 next_daily = Instant::now() + self.opts.breakdown_interval;
             }
             if closing && rx.is_empty() {
+                // A last try for what failed before; what still fails is dropped.
+                while let Some((batch_id, part)) = self.unsettled.pop_front() {
+                    if self.apply(batch_id, Some(&part), None).await {
+                        m::clicks_recorded(&part);
+                    } else {
+                        m::clicks_dropped(part.clicks());
+                    }
+                }
                 break;
             }
         }
@@ -191,15 +208,40 @@ impl Writer {
     }
 
     async fn flush_hourly(&mut self) {
+        // Flushes that failed earlier go first, under their own batch ids.
+        while let Some((batch_id, part)) = self.unsettled.pop_front() {
+            if self.apply(batch_id, Some(&part), None).await {
+                m::clicks_recorded(&part);
+            } else {
+                self.unsettled.push_front((batch_id, part));
+                break;
+            }
+        }
         if self.hourly.is_empty() {
             return;
         }
         let part = std::mem::take(&mut self.hourly);
+        let batch_id: i64 = rand::random();
         let start = std::time::Instant::now();
-        if self.apply(Some(&part), None).await {
+        if self.apply(batch_id, Some(&part), None).await {
             m::clicks_recorded(&part);
         } else {
-            m::clicks_dropped(part.clicks());
+            // The outcome may be unknown (a COMMIT whose answer was lost): keep the
+            // flush and retry it later under the same batch id, which makes that safe;
+            // drop (and count) only what no longer fits.
+            self.unsettled.push_back((batch_id, part));
+            let mut held: u64 = self.unsettled.iter().map(|(_, p)| p.clicks()).sum();
+            while held > UNSETTLED_MAX_CLICKS {
+                let Some((_, oldest)) = self.unsettled.pop_front() else {
+                    break;
+                };
+                held -= oldest.clicks();
+                tracing::error!(
+                    clicks = oldest.clicks(),
+                    "click flush dropped after retries"
+                );
+                m::clicks_dropped(oldest.clicks());
+            }
         }
         m::click_flush(start.elapsed());
     }
@@ -210,7 +252,7 @@ impl Writer {
         }
         let part = std::mem::take(&mut self.daily);
         let start = std::time::Instant::now();
-        if !self.apply(None, Some(&part)).await {
+        if !self.apply(rand::random(), None, Some(&part)).await {
             tracing::error!(
                 clicks = part.clicks(),
                 "click breakdowns dropped after retries"
@@ -220,9 +262,13 @@ impl Writer {
     }
 
     /// One flush, retried (with the same batch id) up to three times.
-    async fn apply(&mut self, hourly: Option<&Hourly>, daily: Option<&Daily>) -> bool {
+    async fn apply(
+        &mut self,
+        batch_id: i64,
+        hourly: Option<&Hourly>,
+        daily: Option<&Daily>,
+    ) -> bool {
         const ATTEMPTS: u32 = 3;
-        let batch_id: i64 = rand::random();
         for attempt in 1..=ATTEMPTS {
             let client = match self.conn.take() {
                 Some(c) => Ok(c),

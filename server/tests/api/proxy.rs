@@ -25,6 +25,7 @@ pub struct PgProxy {
     mode: watch::Sender<Mode>,
     commits: watch::Receiver<u64>,
     held: watch::Receiver<u64>,
+    refused: watch::Receiver<u64>,
 }
 
 impl PgProxy {
@@ -34,6 +35,7 @@ impl PgProxy {
         let (mode, mode_rx) = watch::channel(Mode::Pass);
         let (commits_tx, commits) = watch::channel(0u64);
         let (held_tx, held) = watch::channel(0u64);
+        let (refused_tx, refused) = watch::channel(0u64);
         let counters = Arc::new(Counters {
             commits: commits_tx,
             held: held_tx,
@@ -42,6 +44,7 @@ impl PgProxy {
             while let Ok((client, _)) = listener.accept().await {
                 if *mode_rx.borrow() == Mode::Refuse {
                     drop(client);
+                    refused_tx.send_modify(|c| *c += 1);
                     continue;
                 }
                 let (mode_rx, counters) = (mode_rx.clone(), Arc::clone(&counters));
@@ -57,6 +60,7 @@ impl PgProxy {
             mode,
             commits,
             held,
+            refused,
         }
     }
 
@@ -74,6 +78,12 @@ impl PgProxy {
     /// PostgreSQL (each is a statement some task now waits on).
     pub async fn messages_held(&self, n: u64) {
         let mut rx = self.held.clone();
+        let _ = rx.wait_for(|c| *c >= n).await;
+    }
+
+    /// Waits until `n` connections in all have been refused (`Mode::Refuse`).
+    pub async fn connections_refused(&self, n: u64) {
+        let mut rx = self.refused.clone();
         let _ = rx.wait_for(|c| *c >= n).await;
     }
 

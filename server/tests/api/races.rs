@@ -513,3 +513,58 @@ async fn a_primary_switch_is_followed_without_a_restart() {
         assert_eq!(app.post_json("/users", &new_user()).await.status(), 201);
     }
 }
+
+/// Issue #11 (found by the chaos run): a click flush that fails, its COMMIT's fate
+/// unknown, is kept and retried under its batch id, not counted as dropped: once
+/// PostgreSQL is back, the stats equal the redirects served, exactly.
+#[tokio::test]
+async fn clicks_of_a_failed_flush_are_written_once_postgresql_is_back() {
+    let proxy = PgProxy::start(database_port()).await;
+    let mut cfg = test_config();
+    cfg.database_url = Some(proxy.database_url().into());
+    cfg.database_pool_timeout_ms = 200;
+    // One readiness check at start, then none: every refused connection below is
+    // the click writer's.
+    cfg.health_check_interval_ms = 600_000;
+    let app = spawn_app_with(cfg).await;
+    let url = app.create_url().await;
+    let (id, code, target) = (
+        url["id"].as_i64().expect("id"),
+        url["short_code"].as_str().expect("code").to_owned(),
+        url["original_url"].as_str().expect("target").to_owned(),
+    );
+    // Every GET is a click: count the warm-up ones too.
+    let mut clicks = 0;
+    loop {
+        let r = app.get(&format!("/{code}")).await;
+        assert_eq!(location(&r).as_deref(), Some(target.as_str()));
+        clicks += 1;
+        if app.state.links.near().and_then(|n| n.get(&code)).is_some() {
+            break;
+        }
+        assert!(clicks < 1000, "the near cache never filled");
+    }
+    let stats = |app: &TestApp| {
+        let (client, url) = (app.client.clone(), app.url(&format!("/urls/{id}/stats")));
+        async move {
+            let r = client.get(&url).send().await.expect("stats");
+            r.json::<Value>().await.expect("JSON")["clicks"].as_i64()
+        }
+    };
+    proxy.set(Mode::Refuse);
+    for _ in 0..25 {
+        assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
+    }
+    // Past the writer's three attempts at that flush, and a later one's.
+    proxy.connections_refused(4).await;
+    proxy.set(Mode::Pass);
+    let mut cfg = test_config();
+    cfg.cache_enabled = false; // exact, uncached stats
+    let observer = spawn_app_with(cfg).await;
+    eventually(
+        "every click counted once",
+        Duration::from_secs(15),
+        || async { stats(&observer).await == Some(clicks + 25) },
+    )
+    .await;
+}
