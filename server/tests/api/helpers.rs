@@ -391,32 +391,7 @@ pub struct OwnValkey {
 
 impl OwnValkey {
     pub async fn start(port: u16) -> OwnValkey {
-        let child = Command::new(valkey_binary())
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start valkey-server");
-        let v = OwnValkey {
-            port,
-            child: Some(child),
-        };
-        eventually("own valkey up", Duration::from_secs(10), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        v
+        OwnValkey::start_with_args(port, &[]).await
     }
 
     pub fn url(&self) -> String {
